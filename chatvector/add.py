@@ -1,0 +1,75 @@
+"""add: W = W_cp + sum_i ratio_i * CV_i[W], streamed tensor by tensor into a loadable checkpoint."""
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import Checkpoint, load_config, resolve_model_dir
+from .errors import ChatVectorError
+from .merge import Merge, plan_merge
+from .modelcard import write_merge_card
+from .stream import OutputTensor, output_dtype, resolve_device, write_tensors
+from .tokenizer import copy_generation_config, save_output_tokenizer, write_config
+from .vector import open_chat_vector
+from .writer import TensorSpec, atomic_output_dir
+
+
+def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
+        skip_embed: bool = False, special_tokens_map: dict | None = None, dtype: str = "auto", device: str = "auto",
+        max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None) -> Path:
+    """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
+
+    Args:
+        cp_model_path: the continually pre-trained model (local directory or hub id).
+        chat_vector_paths: directories written by `extract`.
+        output_path: the output directory.
+        ratios: one per chat vector; default [1] for a single vector.
+        skip_embed: keep the CP's input-embedding and output-head rows.
+        special_tokens_map: {cp_id: chat_id}: these rows become the chat models' (ratio-weighted mean).
+        dtype: output dtype; 'auto' keeps each of the CP's tensors in its own dtype.
+        device: where the arithmetic runs: 'cpu', 'cuda' or 'auto'.
+        max_shard_size: largest shard, e.g. '5GB'.
+        overwrite: replace a non-empty output_path.
+        command: the command line, recorded in the model card.
+    """
+    ratios = [1.0] * len(chat_vector_paths) if ratios is None and len(chat_vector_paths) == 1 else ratios
+    if not chat_vector_paths or ratios is None or len(ratios) != len(chat_vector_paths):
+        raise ChatVectorError(f"give one ratio per chat vector: {len(chat_vector_paths)} chat vector(s), ratios {ratios}")
+    cp_dir = resolve_model_dir(cp_model_path, "CP model")
+    dtype_override, run_device = output_dtype(dtype), resolve_device(device)
+    cp_config = load_config(cp_dir, "CP model")
+    pin = run_device.type == "cuda"
+    vectors = [open_chat_vector(p, pin_memory=pin) for p in chat_vector_paths]
+    try:
+        with Checkpoint(cp_dir, pin_memory=pin) as cp:
+            merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device)
+            outputs = [_merged_tensor(name, cp, merge, dtype_override) for name in cp.infos]
+            inputs = [cp_dir, *[v.dir for v in vectors]]
+            with atomic_output_dir(Path(output_path), overwrite, inputs) as tmp:
+                write_tensors(tmp, "model", outputs, max_shard_size, "add")
+                write_config(cp_config, dtype if dtype_override else None, tmp)
+                save_output_tokenizer(cp_dir, vectors[-1].dir, tmp)
+                copy_generation_config([vectors[-1].dir, cp_dir], tmp)
+                record = _record(cp_model_path, vectors, ratios, skip_embed, special_tokens_map, dtype)
+                write_merge_card(tmp, Path(output_path).name, record, command)
+    finally:
+        for vector in vectors:
+            vector.close()
+    return Path(output_path)
+
+
+def _merged_tensor(name: str, cp: Checkpoint, merge: Merge, dtype_override) -> OutputTensor:
+    info = cp.infos[name]
+    dtype = dtype_override if dtype_override is not None and info.is_float else info.dtype
+    compute = lambda start, stop: merge.rows(name, start, stop, cp.read(name, start, stop), dtype)  # noqa: E731
+    return OutputTensor(TensorSpec(name, dtype, info.shape), compute)
+
+
+def _record(cp_model_path, vectors, ratios, skip_embed, special_tokens_map, dtype) -> dict:
+    return {
+        "cp_model": str(cp_model_path),
+        "chat_vectors": [
+            {"path": v.path, "base_model": v.meta["base_model"], "chat_model": v.meta["chat_model"], "ratio": r}
+            for v, r in zip(vectors, ratios)
+        ],
+        "options": {"skip_embed": skip_embed, "special_tokens_map": special_tokens_map or {}, "dtype": dtype},
+        "tool_version": __version__,
+    }

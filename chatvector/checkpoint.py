@@ -1,0 +1,196 @@
+"""Read a model directory's weights lazily: names, dtypes and shapes up front, bytes on demand."""
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ChatVectorError
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    file: Path
+    offset: int  # absolute byte offset of the data in a safetensors file; -1 for .bin
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def row_numel(self) -> int:
+        return _numel(self.shape[1:]) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return _numel(self.shape) * self.dtype.itemsize
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.is_floating_point
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def resolve_model_dir(path_or_id: str, what: str) -> Path:
+    """A local directory, or a hub id found in (or, when online, fetched into) the local hub cache."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise ChatVectorError(f"{what} {path_or_id} is a file; give the model's directory")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    patterns = ["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+    try:
+        return Path(snapshot_download(path_or_id, local_files_only=True, allow_patterns=patterns))
+    except HFValidationError:
+        raise ChatVectorError(f"{what} {path_or_id} does not exist; give a model directory or a hub id") from None
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ChatVectorError(f"{what} {path_or_id} is not a local directory nor in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
+    try:
+        return Path(snapshot_download(path_or_id, allow_patterns=patterns))
+    except Exception as e:
+        raise ChatVectorError(f"{what} {path_or_id} is not a local directory and could not be fetched from the hub ({type(e).__name__})") from None
+
+
+def _weight_files(model_dir: Path, prefix: str) -> tuple[list[Path], str]:
+    """The weight files of a directory, in order, and their format ('safetensors' or 'bin')."""
+    for ext, single in (("safetensors", f"{prefix}.safetensors"), ("bin", "pytorch_model.bin")):
+        index_name = f"{prefix}.safetensors.index.json" if ext == "safetensors" else "pytorch_model.bin.index.json"
+        index = model_dir / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError, TypeError):
+                raise ChatVectorError(f"{index} is not a valid shard index (no weight_map); re-download or re-save the model") from None
+            files = sorted(set(weight_map.values()))
+            missing = [f for f in files if not (model_dir / f).is_file()]
+            if missing:
+                raise ChatVectorError(f"{index} names shard {missing[0]}, which is missing; re-download the model")
+            return [model_dir / f for f in files], ext
+        if (model_dir / single).is_file():
+            return [model_dir / single], ext
+    raise ChatVectorError(f"no weights in {model_dir}: expected {prefix}.safetensors, a sharded index, or pytorch_model.bin")
+
+
+def read_safetensors_header(file: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse a safetensors header and check every tensor lies inside the file (catches truncation)."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ChatVectorError(f"{file} is truncated or not a safetensors file; re-download or re-save it")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(size - 8, _MAX_HEADER):
+            raise ChatVectorError(f"{file} has a corrupt header (length {header_len}); re-download or re-save it")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError:
+            raise ChatVectorError(f"{file} has a corrupt header; re-download or re-save it") from None
+    metadata = header.pop("__metadata__", None) or {}
+    data_start, infos = 8 + header_len, {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (begin, end) = SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ChatVectorError(f"{file}: tensor {name} has an unsupported or corrupt header entry {entry!r}") from None
+        info = TensorInfo(name, dtype, shape, file, data_start + begin)
+        if end - begin != info.nbytes or data_start + end > size:
+            raise ChatVectorError(f"{file} is truncated or corrupt: tensor {name} lies outside the file; re-download or re-save it")
+        infos[name] = info
+    return infos, metadata
+
+
+class Checkpoint:
+    """Lazy view of a model's weights. `read` returns a view into a reused buffer, valid until the next read."""
+
+    def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False):
+        self.dir = Path(model_dir)
+        files, self.format = _weight_files(self.dir, prefix)
+        self.infos: dict[str, TensorInfo] = {}
+        self._bin: dict[str, torch.Tensor] = {}
+        for file in files:
+            infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
+            self.infos.update(infos)
+        self._pin = pin_memory
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+        self._fds: dict[Path, int] = {}
+
+    def _load_bin(self, file: Path) -> dict[str, TensorInfo]:
+        try:
+            state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as e:
+            raise ChatVectorError(f"{file} cannot be read as a safe PyTorch checkpoint ({type(e).__name__}); convert it to safetensors") from None
+        infos = {}
+        for name, tensor in state.items():
+            if isinstance(tensor, torch.Tensor):
+                self._bin[name] = tensor
+                infos[name] = TensorInfo(name, tensor.dtype, tuple(tensor.shape), file, -1)
+        return infos
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows [start, stop) of a tensor in its stored dtype (a 0-d tensor has one row)."""
+        info = self.infos[name]
+        stop = info.rows if stop is None else stop
+        if info.offset < 0:
+            tensor = self._bin[name]
+            return tensor if not info.shape else tensor[start:stop]
+        row_bytes = info.row_numel * info.dtype.itemsize
+        nbytes = (stop - start) * row_bytes
+        if self._buffer.numel() < nbytes:
+            self._buffer = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
+        view = self._buffer[:nbytes]
+        got = os.preadv(self._fd(info.file), [memoryview(view.numpy())], info.offset + start * row_bytes)
+        if got != nbytes:
+            raise ChatVectorError(f"{info.file} was truncated while reading {name}; re-download or re-save it")
+        shape = (stop - start, *info.shape[1:]) if info.shape else ()
+        return view.view(info.dtype).view(shape)
+
+    def _fd(self, file: Path) -> int:
+        if file not in self._fds:
+            self._fds[file] = os.open(file, os.O_RDONLY)
+        return self._fds[file]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._bin.clear()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_config(model_dir: Path, what: str) -> dict:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise ChatVectorError(f"{what} {model_dir} has no config.json; is it a Hugging Face model directory?")
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ChatVectorError(f"{path} is not valid JSON; re-download or re-save the model") from None

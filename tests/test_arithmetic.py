@@ -1,0 +1,79 @@
+"""Extract and add against float64 ground truth, tensor by tensor, on every architecture."""
+import pytest
+import torch
+
+from chatvector import add, apply_chat_vectors, chat_vector, extract
+from tests.conftest import ARCHS, assert_within_ulp, load_weights
+
+
+def test_pure_functions_round_once_from_wide_accumulation():
+    torch.manual_seed(0)
+    base, chat, cp = (torch.randn(64, 33).to(torch.bfloat16) for _ in range(3))
+    vector = chat_vector(base, chat)
+    assert vector.dtype == torch.bfloat16
+    assert_within_ulp(vector, chat.double() - base.double(), 0)  # one rounding of the exact difference
+    merged = apply_chat_vectors(cp, [vector, vector], [0.3, 0.2], torch.float32)
+    terms = [cp.double(), 0.3 * vector.double(), 0.2 * vector.double()]
+    assert_within_ulp(merged, sum(terms), 1, magnitude=sum(t.abs() for t in terms))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_extracted_vector_is_chat_minus_base_for_every_weight(arch, trios, vectors):
+    base, chat = load_weights(trios[arch]["base"]), load_weights(trios[arch]["chat"])
+    vector = load_weights(vectors[arch], "chat_vector")
+    assert set(vector) == {n for n, t in chat.items() if t.is_floating_point()}
+    for name, value in vector.items():
+        assert value.dtype == chat[name].dtype, name  # --dtype auto keeps the chat model's dtype
+        assert_within_ulp(value, chat[name].double() - base[name].double(), 0, name)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_added_model_is_cp_plus_ratio_times_vector_for_every_weight(arch, trios, vectors, tmp_path):
+    out = add(str(trios[arch]["cp"]), [str(vectors[arch])], str(tmp_path / "out"), ratios=[0.7], device="cpu")
+    cp, vector, merged = load_weights(trios[arch]["cp"]), load_weights(vectors[arch], "chat_vector"), load_weights(out)
+    assert set(merged) == set(cp)
+    for name, value in merged.items():
+        assert value.dtype == cp[name].dtype, name
+        if not value.is_floating_point():
+            assert torch.equal(value, cp[name]), name
+            continue
+        terms = [cp[name].double(), 0.7 * vector[name].double()]
+        assert_within_ulp(value, sum(terms), 1, name, magnitude=sum(t.abs() for t in terms))
+
+
+def test_ratio_one_onto_the_base_reproduces_the_chat_model(trios, vectors, tmp_path):
+    out = add(str(trios["qwen2"]["base"]), [str(vectors["qwen2"])], str(tmp_path / "out"), device="cpu")
+    chat, merged = load_weights(trios["qwen2"]["chat"]), load_weights(out)
+    for name, value in merged.items():
+        torch.testing.assert_close(value, chat[name], rtol=0, atol=1e-7)
+
+
+def test_ratio_zero_reproduces_the_cp_model_bit_for_bit(trios, vectors, tmp_path):
+    out = add(str(trios["llama"]["cp"]), [str(vectors["llama"])], str(tmp_path / "out"), ratios=[0.0], device="cpu")
+    cp, merged = load_weights(trios["llama"]["cp"]), load_weights(out)
+    assert all(torch.equal(merged[n], cp[n]) for n in cp)
+
+
+def test_two_vectors_are_summed_with_their_ratios(trios, vectors, tmp_path):
+    llama = trios["llama"]
+    second = extract(str(llama["base"]), str(llama["cp"]), str(tmp_path / "cv2"), dtype="float32", device="cpu")
+    out = add(str(llama["cp"]), [str(vectors["llama"]), str(second)], str(tmp_path / "out"), ratios=[0.5, -0.25],
+              dtype="float32", device="cpu")
+    cp, v1, v2 = load_weights(llama["cp"]), load_weights(vectors["llama"], "chat_vector"), load_weights(second, "chat_vector")
+    for name, value in load_weights(out).items():
+        assert value.dtype == torch.float32
+        terms = [cp[name].double(), 0.5 * v1[name].double(), -0.25 * v2[name].double()]
+        assert_within_ulp(value, sum(terms), 1, name, magnitude=sum(t.abs() for t in terms))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_explicit_dtype_converts_every_float_weight_and_the_config(dtype, trios, vectors, tmp_path):
+    import json
+
+    out = add(str(trios["llama"]["cp"]), [str(vectors["llama"])], str(tmp_path / "out"), ratios=[0.5], dtype=dtype, device="cpu")
+    cp, vector = load_weights(trios["llama"]["cp"]), load_weights(vectors["llama"], "chat_vector")
+    for name, value in load_weights(out).items():
+        assert value.dtype == getattr(torch, dtype)
+        terms = [cp[name].double(), 0.5 * vector[name].double()]
+        assert_within_ulp(value, sum(terms), 1, name, magnitude=sum(t.abs() for t in terms))
+    assert json.loads((out / "config.json").read_text())["dtype"] == dtype

@@ -1,0 +1,92 @@
+"""Our streaming safetensors writer and positional reader, checked against the safetensors library."""
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from chatvector import ChatVectorError
+from chatvector.checkpoint import Checkpoint
+from chatvector.stream import OutputTensor, write_tensors
+from chatvector.writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards
+
+TENSORS = {
+    "a.weight": torch.randn(7, 5).to(torch.bfloat16),
+    "b.scalar": torch.tensor(3.5, dtype=torch.float64),
+    "c.empty": torch.zeros(0, 4, dtype=torch.float16),
+    "d.ids": torch.arange(11, dtype=torch.int64),
+    "e.mask": torch.tensor([True, False, True]),
+    "f.vector": torch.randn(9),
+}
+
+
+def test_streamed_file_reads_back_identically_with_the_safetensors_library(tmp_path):
+    specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in TENSORS.items()]
+    writer = SafetensorsWriter(tmp_path / "x.safetensors", specs)
+    for name, tensor in TENSORS.items():
+        for chunk in (tensor.split(3) if tensor.dim() else [tensor]):  # several chunks per tensor
+            writer.write(name, chunk)
+    writer.close()
+    loaded = load_file(tmp_path / "x.safetensors")
+    assert loaded.keys() == TENSORS.keys()
+    assert all(torch.equal(loaded[n], t) for n, t in TENSORS.items())
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "x.safetensors", "pt") as f:
+        assert f.metadata() == {"format": "pt"}
+
+
+def test_writer_refuses_to_close_an_incomplete_file(tmp_path):
+    writer = SafetensorsWriter(tmp_path / "x.safetensors", [TensorSpec("a", torch.float32, (4,))])
+    writer.write("a", torch.zeros(2))
+    with pytest.raises(RuntimeError, match="closed before all its tensors were written"):
+        writer.close()
+
+
+def test_reader_reads_rows_of_library_written_files(tmp_path):
+    save_file(TENSORS, tmp_path / "model.safetensors")
+    with Checkpoint(tmp_path) as checkpoint:
+        assert {n: (i.dtype, i.shape) for n, i in checkpoint.infos.items()} == {n: (t.dtype, tuple(t.shape)) for n, t in TENSORS.items()}
+        for name, tensor in TENSORS.items():
+            assert torch.equal(checkpoint.read(name), tensor)
+        assert torch.equal(checkpoint.read("a.weight", 2, 5), TENSORS["a.weight"][2:5])
+
+
+def test_sharded_output_has_one_index_and_tensors_in_order(tmp_path):
+    outputs = [OutputTensor(TensorSpec(n, t.dtype, tuple(t.shape)), lambda a, b, t=t: t[a:b] if t.dim() else t)
+               for n, t in TENSORS.items()]
+    write_tensors(tmp_path, "model", outputs, 40, "test")
+    with Checkpoint(tmp_path) as checkpoint:
+        assert list(checkpoint.infos) == list(TENSORS)
+        assert all(torch.equal(checkpoint.read(n), t) for n, t in TENSORS.items())
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+
+
+def test_shards_follow_the_order_and_an_oversized_tensor_gets_its_own():
+    specs = [TensorSpec(str(i), torch.float32, (n,)) for i, n in enumerate([10, 10, 100, 5])]
+    assert [[s.name for s in group] for _, group in plan_shards(specs, 80, "m")] == [["0", "1"], ["2"], ["3"]]
+    assert [f for f, _ in plan_shards(specs, 80, "m")] == [f"m-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
+    assert plan_shards(specs, 10**9, "m")[0][0] == "m.safetensors"
+
+
+@pytest.mark.parametrize("text, value", [("5GB", 5 * 10**9), ("500MB", 5 * 10**8), ("2GiB", 2 * 2**30), ("1.5 gb", 15 * 10**8), (1000, 1000)])
+def test_shard_sizes_parse_like_transformers(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("bad", ["five", "-1GB", "0", "10XB"])
+def test_bad_shard_sizes_are_refused(bad):
+    with pytest.raises(ChatVectorError, match="--max_shard_size must be a size like 5GB"):
+        parse_size(bad)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[: len(b) - 10], "truncated or corrupt: tensor"),
+    (lambda b: b[:5], "truncated or not a safetensors file"),
+    (lambda b: b[:8] + b"{not json" + b[17:], "corrupt header"),
+    (lambda b: (10**9).to_bytes(8, "little") + b[8:], "corrupt header"),
+])
+def test_corrupt_and_truncated_files_are_named_before_anything_is_read(damage, message, tmp_path):
+    save_file(TENSORS, tmp_path / "model.safetensors")
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ChatVectorError, match=message):
+        Checkpoint(tmp_path)
