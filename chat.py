@@ -5,7 +5,7 @@ from chatvector.cli import as_bool, as_choice, as_paths, as_ratios, as_token_map
 
 
 def main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 512, device: str = "auto", dtype: str = "auto",
-         chat_vector=None, ratio=None, skip_embed: bool = False, special_tokens_map=None, prompt: str | None = None,
+         chat_vector=None, ratio=None, skip_embed: bool = False, special_tokens_map=None, align_vocab: bool = False, prompt: str | None = None,
          **generation_options) -> None:
     """Multi-turn chat using the model's chat template; replies stream as they are generated.
 
@@ -18,7 +18,8 @@ def main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 5
         chat_vector: chat vector directories to add in memory: "['CV']" (no checkpoint is written)
         ratio: one per chat vector: "[0.5]"
         skip_embed: with --chat_vector: keep the model's embedding rows
-        special_tokens_map: with --chat_vector: "{CP_ID: CHAT_ID}"
+        special_tokens_map: with --chat_vector: "{CP_TOKEN: CHAT_TOKEN}" by id or string, or auto
+        align_vocab: with --chat_vector: match embedding rows by token string
         prompt: answer this one message and exit
         generation_options: any GenerationConfig option: --do_sample True --temperature 0.7 --top_p 0.9 ...
     """
@@ -29,7 +30,8 @@ def main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 5
     vectors = as_paths(chat_vector, "--chat_vector") if chat_vector is not None else []
     model, tokenizer = load_chat_model(
         str(model_path), as_choice(device, "device", ("auto", "cpu", "cuda")), as_choice(dtype, "dtype", ("auto", "bfloat16", "float16", "float32")),
-        vectors, as_ratios(ratio, len(vectors)) if vectors else None, as_bool(skip_embed, "skip_embed"), as_token_map(special_tokens_map))
+        vectors, as_ratios(ratio, len(vectors)) if vectors else None, as_bool(skip_embed, "skip_embed"), as_token_map(special_tokens_map),
+        as_bool(align_vocab, "align_vocab"))
     interactive = prompt is None and sys.stdin.isatty() and sys.stdout.isatty()
     read_line, write, stats, prompt_text = terminal_io(interactive)
     reply = make_reply_fn(model, tokenizer, write, stats, int(max_new_tokens), options)

@@ -9,18 +9,20 @@ def accumulation_dtype(out_dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if out_dtype.itemsize >= 4 else torch.float32
 
 
-def subtract_into(acc: torch.Tensor, chat: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """acc = chat - base, in acc's dtype."""
+def subtract_into(acc: torch.Tensor, chat: torch.Tensor, base: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """acc = chat - base, in acc's dtype. Operands are widened into `scratch` first: torch's
+    mixed-dtype kernels are about 10x slower than a conversion plus a same-dtype operation."""
     acc.copy_(chat)
-    return acc.sub_(base)
+    return acc.sub_(scratch.copy_(base))
 
 
-def weighted_sum_into(acc: torch.Tensor, cp: torch.Tensor, vectors: Sequence[torch.Tensor], ratios: Sequence[float]) -> torch.Tensor:
-    """acc = cp + sum_i ratios[i] * vectors[i], in acc's dtype."""
+def weighted_sum_into(acc: torch.Tensor, cp: torch.Tensor, vectors: Sequence[torch.Tensor], ratios: Sequence[float],
+                      scratch: torch.Tensor) -> torch.Tensor:
+    """acc = cp + sum_i ratios[i] * vectors[i], in acc's dtype (operands widened into `scratch`)."""
     acc.copy_(cp)
     for vector, ratio in zip(vectors, ratios, strict=True):
         if ratio != 0:
-            acc.add_(vector, alpha=ratio)
+            acc.add_(scratch.copy_(vector), alpha=ratio)
     return acc
 
 
@@ -28,14 +30,14 @@ def chat_vector(base: torch.Tensor, chat: torch.Tensor, dtype: torch.dtype | Non
     """The chat vector of one weight: chat - base, rounded once to `dtype` (default: chat's dtype)."""
     dtype = dtype or chat.dtype
     acc = torch.empty(chat.shape, dtype=accumulation_dtype(dtype), device=chat.device)
-    return subtract_into(acc, chat, base).to(dtype)
+    return subtract_into(acc, chat, base, torch.empty_like(acc)).to(dtype)
 
 
 def apply_chat_vectors(cp: torch.Tensor, vectors: Sequence[torch.Tensor], ratios: Sequence[float], dtype: torch.dtype | None = None) -> torch.Tensor:
     """cp + sum_i ratios[i] * vectors[i], rounded once to `dtype` (default: cp's dtype)."""
     dtype = dtype or cp.dtype
     acc = torch.empty(cp.shape, dtype=accumulation_dtype(dtype), device=cp.device)
-    return weighted_sum_into(acc, cp, vectors, ratios).to(dtype)
+    return weighted_sum_into(acc, cp, vectors, ratios, torch.empty_like(acc)).to(dtype)
 
 
 def weighted_mean(rows: Sequence[torch.Tensor], ratios: Sequence[float], dtype: torch.dtype) -> torch.Tensor:
@@ -53,6 +55,12 @@ class Workspace:
     def __init__(self, device: torch.device):
         self.device = device
         self._buffers: dict[tuple, torch.Tensor] = {}
+        self._turn = 0
+
+    def output(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A host buffer for a finished chunk; two alternate, so one can be written while the next is computed."""
+        self._turn ^= 1
+        return self.get(f"out{self._turn}", shape, dtype, host=True)
 
     def get(self, key: str, shape: tuple[int, ...], dtype: torch.dtype, host: bool = False) -> torch.Tensor:
         device = torch.device("cpu") if host else self.device

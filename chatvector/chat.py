@@ -17,7 +17,8 @@ from .writer import TensorSpec
 
 
 def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", chat_vectors: list[str] = (),
-                    ratios: list[float] | None = None, skip_embed: bool = False, special_tokens_map: dict | None = None):
+                    ratios: list[float] | None = None, skip_embed: bool = False, special_tokens_map: dict | str | None = None,
+                    align_vocab: bool = False):
     """The model and tokenizer, with chat vectors added exactly as `add` would write them."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
@@ -33,7 +34,7 @@ def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", 
     except Exception as e:
         raise ChatVectorError(f"cannot load {model_path} with transformers ({type(e).__name__}: {e})") from None
     if chat_vectors:
-        apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {})
+        apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab, tokenizer)
         _adopt_vector_chat_setup(tokenizer, model, resolve_model_dir(chat_vectors[-1], "chat vector"))
     if not tokenizer.chat_template:
         raise ChatVectorError(f"{model_path} has no chat template; use a chat model, pass --chat_vector, "
@@ -42,7 +43,8 @@ def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", 
 
 
 @torch.no_grad()
-def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], ratios: list[float], skip_embed: bool, special_tokens_map: dict) -> None:
+def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], ratios: list[float], skip_embed: bool,
+                    special_tokens_map: dict | str, align_vocab: bool = False, tokenizer=None) -> None:
     """Merge each weight in place, a chunk of rows at a time, with the very rules `add` uses."""
     if len(ratios) != len(paths):
         raise ChatVectorError(f"--ratio has {len(ratios)} values for {len(paths)} chat vectors; give one ratio per chat vector")
@@ -51,8 +53,9 @@ def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], r
     to_model_key = _checkpoint_to_model_key(model)
     try:
         with Checkpoint(model_dir) as stored:  # headers only: the checkpoint's names, shapes and dtypes
+            tokenizers = lambda: (tokenizer or load_tokenizer(model_dir, "model"), [load_tokenizer(v.dir, "chat vector") for v in vectors])  # noqa: E731
             merge = plan_merge(stored.infos, load_config(model_dir, "model"), vectors, ratios, skip_embed, special_tokens_map,
-                               next(model.parameters()).device)
+                               next(model.parameters()).device, align_vocab, tokenizers)
             done = set()
             for name in sorted(merge.names):
                 param = params.get(to_model_key(name))
@@ -74,9 +77,11 @@ def _adopt_vector_chat_setup(tokenizer, model, vector_dir: Path) -> None:
     chat_tokenizer = load_tokenizer(vector_dir, "chat vector")
     if not tokenizer.chat_template and chat_tokenizer.chat_template:
         tokenizer.chat_template = chat_tokenizer.chat_template
-    extra = {tokenizer.convert_tokens_to_ids(chat_tokenizer.eos_token)} if chat_tokenizer.eos_token in tokenizer.get_vocab() else set()
+    chat_ids = [chat_tokenizer.eos_token_id]
     if (vector_dir / "generation_config.json").is_file():
-        extra |= set(_as_list(GenerationConfig.from_pretrained(vector_dir).eos_token_id))
+        chat_ids += _as_list(GenerationConfig.from_pretrained(vector_dir).eos_token_id)
+    vocab = tokenizer.get_vocab()  # the chat model's end-of-turn ids, translated to this model's by token string
+    extra = {vocab[t] for t in chat_tokenizer.convert_ids_to_tokens([i for i in chat_ids if i is not None]) if t in vocab}
     model.generation_config.eos_token_id = sorted(set(_as_list(model.generation_config.eos_token_id)) | extra)
 
 

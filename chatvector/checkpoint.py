@@ -124,7 +124,11 @@ def read_safetensors_header(file: Path) -> tuple[dict[str, TensorInfo], dict[str
 
 
 class Checkpoint:
-    """Lazy view of a model's weights. `read` returns a view into a reused buffer, valid until the next read."""
+    """Lazy view of a model's weights.
+
+    `read` returns a view into one of two reused buffers, taken in turn: a result stays valid until the
+    second read after it, so one chunk can be written by a background thread while the next is read.
+    """
 
     def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False):
         self.dir = Path(model_dir)
@@ -135,7 +139,8 @@ class Checkpoint:
             infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
             self.infos.update(infos)
         self._pin = pin_memory
-        self._buffer = torch.empty(0, dtype=torch.uint8)
+        self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
+        self._turn = 0
         self._fds: dict[Path, int] = {}
 
     def _load_bin(self, file: Path) -> dict[str, TensorInfo]:
@@ -159,14 +164,36 @@ class Checkpoint:
             return tensor if not info.shape else tensor[start:stop]
         row_bytes = info.row_numel * info.dtype.itemsize
         nbytes = (stop - start) * row_bytes
-        if self._buffer.numel() < nbytes:
-            self._buffer = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
-        view = self._buffer[:nbytes]
+        self._turn ^= 1
+        if self._buffers[self._turn].numel() < nbytes:
+            self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
+        view = self._buffers[self._turn][:nbytes]
         got = os.preadv(self._fd(info.file), [memoryview(view.numpy())], info.offset + start * row_bytes)
         if got != nbytes:
             raise ChatVectorError(f"{info.file} was truncated while reading {name}; re-download or re-save it")
         shape = (stop - start, *info.shape[1:]) if info.shape else ()
         return view.view(info.dtype).view(shape)
+
+    def read_rows(self, name: str, rows: list[int]) -> torch.Tensor:
+        """The given rows of a 2-d tensor, in that order; runs of consecutive rows are read in one call."""
+        info = self.infos[name]
+        if info.offset < 0:
+            return self._bin[name][torch.tensor(rows, dtype=torch.long)]
+        row_bytes = info.row_numel * info.dtype.itemsize
+        self._turn ^= 1
+        if self._buffers[self._turn].numel() < len(rows) * row_bytes:
+            self._buffers[self._turn] = torch.empty(len(rows) * row_bytes, dtype=torch.uint8, pin_memory=self._pin)
+        view = self._buffers[self._turn][: len(rows) * row_bytes]
+        memory, fd, at = memoryview(view.numpy()), self._fd(info.file), 0
+        while at < len(rows):
+            run = 1
+            while at + run < len(rows) and rows[at + run] == rows[at] + run:
+                run += 1
+            got = os.preadv(fd, [memory[at * row_bytes:(at + run) * row_bytes]], info.offset + rows[at] * row_bytes)
+            if got != run * row_bytes:
+                raise ChatVectorError(f"{info.file} was truncated while reading {name}; re-download or re-save it")
+            at += run
+        return view.view(info.dtype).view(len(rows), *info.shape[1:])
 
     def _fd(self, file: Path) -> int:
         if file not in self._fds:

@@ -1,6 +1,7 @@
 """extract: chat vector = chat model - base model, streamed tensor by tensor into a portable directory."""
 import datetime
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import __version__
@@ -9,7 +10,8 @@ from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .embeddings import find_embedding_keys
 from .modelcard import write_vector_card
 from .stream import OutputTensor, output_dtype, resolve_device, write_tensors
-from .tokenizer import copy_generation_config, save_chat_tokenizer
+from .tokenizer import copy_generation_config, load_tokenizer
+from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
 from .writer import TensorSpec, atomic_output_dir
 
@@ -34,37 +36,66 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
     dtype_override, run_device = output_dtype(dtype), resolve_device(device)
     chat_config = load_config(chat_dir, "chat model")
     check_same_architecture(load_config(base_dir, "base model"), "base model", chat_config, "chat model")
-    with Checkpoint(base_dir) as base, Checkpoint(chat_dir, pin_memory=run_device.type == "cuda") as chat:
+    with Checkpoint(base_dir) as base, Checkpoint(chat_dir, pin_memory=run_device.type == "cuda") as chat, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
         names = float_names(chat.infos)
         check_same_names(float_names(base.infos), "base model", names, "chat model")
-        embeddings = find_embedding_keys(chat_dir, list(chat.infos))
-        fix = "the chat model changed its vocabulary size; extract needs base and chat vocabularies of one size"
-        check_same_shapes(base.infos, "base model", chat.infos, "chat model", names, embeddings.names, fix)
+        # transformers takes seconds to import: find the embeddings and load the tokenizer while the vector streams
+        embeddings_job = side.submit(find_embedding_keys, chat_dir, list(chat.infos))
+        tokenizer_job = side.submit(load_tokenizer, chat_dir, "chat model")
+        rows = {}  # embedding -> the rows base and chat share, when the chat model appended tokens
+        if any(base.infos[n].shape != chat.infos[n].shape for n in names):  # only then are the embedding names needed first
+            embedding_names = embeddings_job.result().names
+            rows = _shared_rows(base.infos, chat.infos, embedding_names, base_dir, tokenizer_job)
+            check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows), embedding_names, "")
         ordered = [n for n in chat.infos if n in names]  # the chat model's file order: sequential reads
         workspace = Workspace(run_device)
-        outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace) for n in ordered]
-        meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
+        outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n)) for n in ordered]
         with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp:
             write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract")
+            embeddings = embeddings_job.result()
             write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
-            save_chat_tokenizer(chat_dir, tmp)
-            copy_generation_config([chat_dir], tmp)
+            tokenizer_job.result().save_pretrained(tmp)
+            copy_generation_config(chat_dir, tmp)
+            meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
             (tmp / "chat_vector.json").write_text(json.dumps(meta, indent=2) + "\n")
             write_vector_card(tmp, Path(chat_vector_path).name, meta, command)
     return Path(chat_vector_path)
 
 
-def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace) -> OutputTensor:
+def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, tokenizer_job) -> dict[str, int]:
+    """A chat model that appended tokens (32000 -> 32002 rows) keeps a vector for the rows both have,
+    provided the two tokenizers give those ids the same tokens; the new tokens' rows stay in chat_embeddings."""
+    rows = {}
+    for name in embedding_names:
+        base_shape, chat_shape = base_infos[name].shape, chat_infos[name].shape
+        if base_shape != chat_shape:
+            if base_shape[1:] != chat_shape[1:]:
+                raise ChatVectorError(f"tensor {name} has shape {list(base_shape)} in the base model but {list(chat_shape)} in the chat model; are they of one family?")
+            rows[name] = min(base_shape[0], chat_shape[0])
+    shared = min(rows.values(), default=0)
+    if rows and (base_dir / "tokenizer_config.json").is_file():
+        base_tokens = load_tokenizer(base_dir, "base model").convert_ids_to_tokens(list(range(shared)))
+        chat_tokens = tokenizer_job.result().convert_ids_to_tokens(list(range(shared)))
+        differing = [i for i, (a, b) in enumerate(zip(base_tokens, chat_tokens)) if a and b and a != b]  # padding names nothing
+        if differing:
+            raise ChatVectorError(f"the base and chat tokenizers give token id {differing[0]} different tokens "
+                                  f"({base_tokens[differing[0]]!r} vs {chat_tokens[differing[0]]!r}); a chat vector needs the chat model's own base")
+    return rows
+
+
+def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None = None) -> OutputTensor:
     info = chat.infos[name]
+    shape = info.shape if rows is None else (rows, *info.shape[1:])
 
     def compute(start: int, stop: int):
         chat_rows = chat.read(name, start, stop)
         shape = tuple(chat_rows.shape)
-        acc = workspace.get("acc", shape, accumulation_dtype(dtype))
-        subtract_into(acc, chat_rows, workspace.to_device(base.read(name, start, stop), "base"))
-        return workspace.get("out", shape, dtype, host=True).copy_(acc)
+        acc, scratch = (workspace.get(key, shape, accumulation_dtype(dtype)) for key in ("acc", "scratch"))
+        subtract_into(acc, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), scratch)
+        return workspace.output(shape, dtype).copy_(acc)
 
-    return OutputTensor(TensorSpec(name, dtype, info.shape), compute)
+    return OutputTensor(TensorSpec(name, dtype, shape), compute)
 
 
 def _copy_tensor(name: str, source: Checkpoint) -> OutputTensor:

@@ -2,7 +2,7 @@
 
 Used by `add` (rows streamed from the CP's files) and by `chat --chat_vector` (rows of a loaded model).
 """
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +12,10 @@ from .checkpoint import TensorInfo
 from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
 from .vector import ChatVector
+from .vocab import VocabAlignment, align_vocab, auto_token_map, report, resolve_token
+
+# (CP tokenizer, one chat tokenizer per vector), loaded only when an option needs them
+Tokenizers = Callable[[], tuple[object, list[object]]]
 
 
 @dataclass
@@ -22,61 +26,98 @@ class Merge:
     special_rows: dict[str, dict[int, torch.Tensor]]  # weight -> {CP row: replacement row}
     workspace: Workspace
     names: set[str] = field(default_factory=set)  # the floating-point weights the vectors change
+    alignments: dict[str, list[VocabAlignment]] = field(default_factory=dict)  # weight -> per vector (--align_vocab)
 
     def rows(self, name: str, start: int, stop: int, cp_rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Rows [start, stop) of the merged weight, in `dtype` (a reused buffer: copy it before the next call)."""
         if name not in self.names:
             return cp_rows
         shape = tuple(cp_rows.shape)
-        acc = self.workspace.get("acc", shape, accumulation_dtype(dtype))
-        skip = name in self.skipped
-        vectors = [] if skip else [self.workspace.to_device(v.tensors.read(name, start, stop), f"vector{i}") for i, v in enumerate(self.vectors)]
-        weighted_sum_into(acc, cp_rows, vectors, [] if skip else self.ratios)
+        acc, scratch = (self.workspace.get(key, shape, accumulation_dtype(dtype)) for key in ("acc", "scratch"))
+        if name in self.skipped:
+            weighted_sum_into(acc, cp_rows, [], [], scratch)
+        elif name in self.alignments:
+            self._aligned_rows(acc, scratch, name, start, stop, cp_rows)
+        else:
+            vectors = [self.workspace.to_device(v.tensors.read(name, start, stop), f"vector{i}") for i, v in enumerate(self.vectors)]
+            weighted_sum_into(acc, cp_rows, vectors, self.ratios, scratch)
         for row, value in self.special_rows.get(name, {}).items():
             if start <= row < stop:
                 acc[row - start].copy_(value)
-        return self.workspace.get("out", shape, dtype, host=cp_rows.device.type == "cpu").copy_(acc)
+        if cp_rows.device.type != "cpu":  # merging a loaded model in place on its device
+            return self.workspace.get("out", shape, dtype).copy_(acc)
+        return self.workspace.output(shape, dtype).copy_(acc)
+
+    def _aligned_rows(self, acc, scratch, name, start, stop, cp_rows) -> None:
+        """acc[r] = cp[r] + sum_i ratio_i * CV_i[row_i(r)] for the CP rows whose token vector i knows."""
+        acc.copy_(cp_rows)
+        for i, (vector, alignment, ratio) in enumerate(zip(self.vectors, self.alignments[name], self.ratios)):
+            mapped = alignment.rows[start:stop]
+            where = (mapped >= 0).nonzero().squeeze(1)
+            if ratio == 0 or not len(where):
+                continue
+            gathered = self.workspace.to_device(vector.tensors.read_rows(name, mapped[where].tolist()), f"vector{i}")
+            widened = scratch[: len(where)].copy_(gathered)
+            acc.index_add_(0, where.to(acc.device), widened, alpha=ratio)
 
 
 def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequence[ChatVector], ratios: Sequence[float],
-               skip_embed: bool, special_tokens_map: dict, device: torch.device) -> Merge:
+               skip_embed: bool, special_tokens_map: dict | str, device: torch.device, align_vocab: bool = False,
+               tokenizers: Tokenizers | None = None) -> Merge:
     """Check everything the merge needs before any weight is touched."""
     names = float_names(cp_infos)
     embeddings = vectors[0].embeddings
+    loose = set(embeddings.names) if skip_embed or align_vocab else set()
     for vector in vectors:
         what = f"chat vector {vector.path}"
         check_same_architecture(cp_config, "CP model", vector.meta["config"], what)
         if vector.embeddings != embeddings:
             raise ChatVectorError(f"chat vectors {vectors[0].path} and {vector.path} name different embedding weights; extract them again with this version")
         check_same_names(names, "CP model", set(vector.tensors.infos), what)
-        fix = "the CP model's vocabulary differs from the chat model's; pass --skip_embed True to keep the CP's embedding rows"
-        shaped = names - set(embeddings.names) if skip_embed else names
-        check_same_shapes(cp_infos, "CP model", vector.tensors.infos, what, shaped, embeddings.names, fix)
-    special_rows = _special_rows(cp_infos, vectors, ratios, embeddings.names, special_tokens_map)
+        fix = ("the CP model's vocabulary differs from the chat model's; pass --align_vocab True to match rows by token, "
+               "or --skip_embed True to keep the CP's embedding rows")
+        check_same_shapes(cp_infos, "CP model", vector.tensors.infos, what, names - loose, embeddings.names, fix)
+        for name in loose:
+            if cp_infos[name].shape[1:] != vector.tensors.infos[name].shape[1:]:
+                raise ChatVectorError(f"tensor {name} has rows of {list(cp_infos[name].shape[1:])} in the CP model but "
+                                      f"{list(vector.tensors.infos[name].shape[1:])} in {what}; the hidden sizes must match")
+    needs_tokenizers = align_vocab or special_tokens_map == "auto" or (
+        isinstance(special_tokens_map, dict) and any(isinstance(t, str) for pair in special_tokens_map.items() for t in pair))
+    cp_tokenizer, chat_tokenizers = tokenizers() if needs_tokenizers and tokenizers else (None, [None] * len(vectors))
+    if needs_tokenizers and cp_tokenizer is None:
+        raise ChatVectorError("--align_vocab and token strings in --special_tokens_map need the CP's and chat models' tokenizers")
+    alignments = {}
+    if align_vocab and not skip_embed:
+        for name in embeddings.names:
+            alignments[name] = [align_vocab_rows(cp_tokenizer, tok, cp_infos[name].rows, v, name) for v, tok in zip(vectors, chat_tokenizers)]
+    if special_tokens_map == "auto":
+        special_tokens_map = auto_token_map(cp_tokenizer, chat_tokenizers[-1])
+    special_rows = _special_rows(cp_infos, vectors, ratios, embeddings.names, special_tokens_map, cp_tokenizer, chat_tokenizers)
     skipped = set(embeddings.names) if skip_embed else set()
-    return Merge(list(vectors), list(ratios), skipped, special_rows, Workspace(device), names)
+    return Merge(list(vectors), list(ratios), skipped, special_rows, Workspace(device), names, alignments)
 
 
-def _special_rows(cp_infos, vectors, ratios, embedding_names, token_map: dict) -> dict[str, dict[int, torch.Tensor]]:
+def align_vocab_rows(cp_tokenizer, chat_tokenizer, cp_rows: int, vector: ChatVector, name: str) -> VocabAlignment:
+    alignment = align_vocab(cp_tokenizer, chat_tokenizer, cp_rows, vector.tensors.infos[name].rows)
+    if name == vector.embeddings.input:
+        report(alignment, vector.path)
+    return alignment
+
+
+def _special_rows(cp_infos, vectors, ratios, embedding_names, token_map: dict, cp_tokenizer, chat_tokenizers) -> dict[str, dict[int, torch.Tensor]]:
     """Row k of the CP's embedding and head becomes the ratio-weighted mean of the chat models' row v."""
     if not token_map:
         return {}
-    if any(not isinstance(k, int) or not isinstance(v, int) for k, v in token_map.items()):
-        raise ChatVectorError("--special_tokens_map takes token ids here, e.g. \"{128009:128009}\"")
     if sum(ratios) == 0:
         raise ChatVectorError("--special_tokens_map takes the ratio-weighted mean of the chat models' rows, but the ratios sum to 0")
     rows: dict[str, dict[int, torch.Tensor]] = {}
     for name in embedding_names:
-        cp_rows = cp_infos[name].rows
         rows[name] = {}
-        for cp_id, chat_id in token_map.items():
-            if not 0 <= cp_id < cp_rows:
-                raise ChatVectorError(f"--special_tokens_map: CP token id {cp_id} is out of range for {name} with {cp_rows} rows")
+        for cp_token, chat_token in token_map.items():
+            cp_id = resolve_token(cp_token, cp_tokenizer, "CP", cp_infos[name].rows, name)
             chat_rows = []
-            for vector in vectors:
-                available = vector.chat_embeddings.infos[name].rows
-                if not 0 <= chat_id < available:
-                    raise ChatVectorError(f"--special_tokens_map: chat token id {chat_id} is out of range for {name} of {vector.path} with {available} rows")
+            for vector, chat_tokenizer in zip(vectors, chat_tokenizers):
+                chat_id = resolve_token(chat_token, chat_tokenizer, "chat", vector.chat_embeddings.infos[name].rows, f"{name} of {vector.path}")
                 chat_rows.append(vector.chat_embeddings.read(name, chat_id, chat_id + 1)[0].clone())
             rows[name][cp_id] = weighted_mean(chat_rows, ratios, torch.float32)
     return rows

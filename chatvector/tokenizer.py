@@ -16,15 +16,8 @@ def load_tokenizer(model_dir: Path, what: str):
         raise ChatVectorError(f"cannot load the tokenizer of the {what} {model_dir} ({type(e).__name__}); it needs its tokenizer files") from None
 
 
-def save_chat_tokenizer(chat_dir: Path, out_dir: Path) -> None:
-    """The chat model's tokenizer and template, so a chat vector directory is self-contained."""
-    load_tokenizer(chat_dir, "chat model").save_pretrained(out_dir)
-
-
-def save_output_tokenizer(cp_dir: Path, vector_dir: Path, out_dir: Path) -> None:
-    """The CP's tokenizer (every CP token keeps its id) with the chat model's template and eos token."""
-    tokenizer = load_tokenizer(cp_dir, "CP model")
-    chat = load_tokenizer(vector_dir, "chat vector")
+def output_tokenizer(tokenizer, chat):
+    """The CP's tokenizer (every CP token keeps its id) given the chat model's template and eos token."""
     if chat.chat_template:
         tokenizer.chat_template = chat.chat_template
     if chat.eos_token and chat.eos_token != tokenizer.eos_token:
@@ -32,16 +25,36 @@ def save_output_tokenizer(cp_dir: Path, vector_dir: Path, out_dir: Path) -> None
             tokenizer.eos_token = chat.eos_token
         else:
             print(f"warning: the chat model's eos token {chat.eos_token!r} is not in the CP tokenizer; keeping the CP's {tokenizer.eos_token!r}", file=sys.stderr)
-    tokenizer.save_pretrained(out_dir)
+    return tokenizer
 
 
-def copy_generation_config(sources: list[Path], out_dir: Path) -> None:
-    """The first source that has a generation_config.json wins."""
-    for source in sources:
-        path = Path(source) / "generation_config.json"
-        if path.is_file():
-            shutil.copyfile(path, out_dir / "generation_config.json")
-            return
+def write_generation_config(vector_dir: Path, cp_dir: Path, chat_tokenizer, cp_tokenizer, out_dir: Path) -> None:
+    """The chat model's generation config with its special-token ids translated to the CP's ids by token string."""
+    from transformers import GenerationConfig
+
+    source = vector_dir if (vector_dir / "generation_config.json").is_file() else cp_dir
+    if not (source / "generation_config.json").is_file():
+        return
+    config = GenerationConfig.from_pretrained(source)
+    if source == vector_dir:
+        cp_vocab = cp_tokenizer.get_vocab()
+        for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
+            ids = getattr(config, key)
+            if ids is None:
+                continue
+            tokens = [chat_tokenizer.convert_ids_to_tokens(i) for i in ([ids] if isinstance(ids, int) else ids)]
+            kept = [cp_vocab[t] for t in tokens if t in cp_vocab]
+            if len(kept) < len(tokens):
+                print(f"warning: generation config {key}: the CP tokenizer lacks {[t for t in tokens if t not in cp_vocab]}; dropped", file=sys.stderr)
+            setattr(config, key, (kept[0] if len(kept) == 1 and isinstance(ids, int) else kept) or None)
+    config.save_pretrained(out_dir)
+
+
+def copy_generation_config(model_dir: Path, out_dir: Path) -> None:
+    """The chat model's generation config (its end-of-turn ids), when it has one."""
+    path = Path(model_dir) / "generation_config.json"
+    if path.is_file():
+        shutil.copyfile(path, out_dir / "generation_config.json")
 
 
 def write_config(config: dict, dtype_name: str | None, out_dir: Path) -> None:

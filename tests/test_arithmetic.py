@@ -77,3 +77,22 @@ def test_explicit_dtype_converts_every_float_weight_and_the_config(dtype, trios,
         terms = [cp[name].double(), 0.5 * vector[name].double()]
         assert_within_ulp(value, sum(terms), 1, name, magnitude=sum(t.abs() for t in terms))
     assert json.loads((out / "config.json").read_text())["dtype"] == dtype
+
+
+def test_the_ulp_oracle_rejects_two_ulps():
+    truth = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    off = truth.to(torch.bfloat16).view(torch.int16) + torch.tensor([0, 2, 0], dtype=torch.int16)
+    with pytest.raises(AssertionError, match="2 ulps"):
+        assert_within_ulp(off.view(torch.bfloat16), truth, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one is present)")
+def test_cuda_path_writes_the_same_bytes_as_the_cpu_path(trios, tmp_path):
+    llama = trios["llama"]
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        vector = extract(str(llama["base"]), str(llama["chat"]), str(tmp_path / f"cv-{device}"), device=device)
+        outputs[device] = (load_weights(vector, "chat_vector"), load_weights(add(
+            str(llama["cp"]), [str(vector)], str(tmp_path / f"m-{device}"), ratios=[0.5], special_tokens_map={6: 6}, device=device)))
+    for cpu, cuda in zip(outputs["cpu"], outputs["cuda"]):
+        assert all(torch.equal(cpu[n], cuda[n]) for n in cpu)
