@@ -47,7 +47,7 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
         if any(base.infos[n].shape != chat.infos[n].shape for n in names):  # only then are the embedding names needed first
             embedding_names = embeddings_job.result().names
             rows = _shared_rows(base.infos, chat.infos, embedding_names, base_dir, tokenizer_job)
-            check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows), embedding_names, "")
+            check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows))  # embeddings: checked above
         ordered = [n for n in chat.infos if n in names]  # the chat model's file order: sequential reads
         workspace = Workspace(run_device)
         outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n)) for n in ordered]

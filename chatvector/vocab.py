@@ -111,11 +111,18 @@ def warn_untrained_rows(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[i
 
 
 def _median_row_norm(cp, name: str) -> float:
-    """Median row norm, a chunk of rows at a time (float32: a float64 copy of a 128k-row chunk is what we avoid)."""
+    """Median row norm, a chunk of rows at a time, widened into one reused float32 buffer.
+
+    A fresh float32 temporary per chunk (vector_norm(dtype=...)) is freed into glibc arenas that two
+    torch threads may never reuse: measured growing to a whole float32 copy of a 128k-row embedding.
+    """
     from .stream import row_ranges
     from .writer import TensorSpec
 
     info = cp.infos[name]
-    norms = [torch.linalg.vector_norm(cp.read(name, start, stop), dim=-1, dtype=torch.float32)
-             for start, stop in row_ranges(TensorSpec(name, info.dtype, info.shape))]
+    widened, norms = None, []
+    for start, stop in row_ranges(TensorSpec(name, info.dtype, info.shape)):
+        rows = cp.read(name, start, stop)
+        widened = torch.empty(rows.shape, dtype=torch.float32) if widened is None else widened
+        norms.append(torch.linalg.vector_norm(widened[: len(rows)].copy_(rows), dim=-1))
     return torch.cat(norms).median().item()

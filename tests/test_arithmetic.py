@@ -96,3 +96,21 @@ def test_cuda_path_writes_the_same_bytes_as_the_cpu_path(trios, tmp_path):
             str(llama["cp"]), [str(vector)], str(tmp_path / f"m-{device}"), ratios=[0.5], special_tokens_map={6: 6}, device=device)))
     for cpu, cuda in zip(outputs["cpu"], outputs["cuda"]):
         assert all(torch.equal(cpu[n], cuda[n]) for n in cpu)
+
+
+def test_non_floating_tensors_are_left_out_of_the_vector_and_copied_from_the_cp(trios, tmp_path):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    copies = {}
+    for role, source in trios["llama"].items():  # give every model an integer buffer with its own values
+        copies[role] = tmp_path / role
+        shutil.copytree(source, copies[role])
+        state = load_weights(copies[role])
+        state["model.position_ids"] = torch.arange(16, dtype=torch.int64) * (1 + list(trios["llama"]).index(role))
+        save_file(state, copies[role] / "model.safetensors", metadata={"format": "pt"})
+    vector = extract(str(copies["base"]), str(copies["chat"]), str(tmp_path / "cv"), device="cpu")
+    assert "model.position_ids" not in load_weights(vector, "chat_vector")
+    merged = load_weights(add(str(copies["cp"]), [str(vector)], str(tmp_path / "out"), ratios=[0.5], device="cpu"))
+    assert torch.equal(merged["model.position_ids"], load_weights(copies["cp"])["model.position_ids"])

@@ -102,6 +102,24 @@ def test_generation_stops_at_every_eos_id_of_the_generation_config(trios):
     assert timing[0].startswith(f"[{k + 1} tokens in ")
 
 
+def test_streamed_text_is_whole_characters_and_equals_the_decoded_reply(trios):
+    model, tokenizer = load_chat_model(str(trios["llama"]["chat"]), "cpu")
+    generated = []
+    original = model.generate
+    model.generate = lambda **kw: generated.append(original(**kw)) or generated[-1]
+    for text in ("今天", "你好 今天 天氣", "我們 去 公園", "很好"):  # a prompt this random model answers at length in CJK
+        pieces, generated[:] = [], []
+        history = [{"role": "user", "content": text}]
+        reply = make_reply_fn(model, tokenizer, pieces.append, lambda t: None, 24, generation_options({}))(history)
+        if len(reply) >= 8 and any(ord(c) > 127 for c in reply):
+            break
+    assert len(reply) >= 8 and any(ord(c) > 127 for c in reply), "no prompt gave a long multi-byte reply"
+    prompt_len = tokenizer.apply_chat_template(history, add_generation_prompt=True, return_dict=True)["input_ids"].__len__()
+    assert reply == tokenizer.decode(generated[0][0, prompt_len:], skip_special_tokens=True).strip()
+    assert "".join(pieces).strip() == reply and "\ufffd" not in "".join(pieces)  # no broken multi-byte pieces
+    assert len(pieces) > 1  # it streamed, not one piece at the end
+
+
 def test_unknown_generation_options_are_refused_and_greedy_is_the_default():
     assert generation_options({"temperature": 0.7}) == {"do_sample": False, "temperature": 0.7}
     with pytest.raises(ChatVectorError, match="unknown generation option --temprature"):

@@ -102,6 +102,8 @@ def test_alignment_counts_shared_cp_only_chat_only_and_padding(cps, vectors):
     chat_tok = AutoTokenizer.from_pretrained(vectors["llama"])
     extended = align_vocab(AutoTokenizer.from_pretrained(cps["extended"]), chat_tok, 136, 128)
     assert (extended.shared, extended.cp_only, extended.chat_only, extended.padding) == (120, 3, 0, 5)
+    smaller = align_vocab(chat_tok, chat_tok, 100, 128)  # a CP with fewer rows than the chat model
+    assert (smaller.shared, smaller.chat_only, smaller.padding) == (100, 20, 0) and smaller.rows.tolist() == list(range(100))
     permuted = align_vocab(AutoTokenizer.from_pretrained(cps["permuted"]), chat_tok, 128, 128)
     assert (permuted.shared, permuted.padding) == (120, 8)
     assert permuted.rows[torch.tensor(cps["perm"])].tolist() == list(range(120))
