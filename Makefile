@@ -15,7 +15,7 @@ demo: install
 	run() { printf '+'; printf ' %q' "$$@"; echo; "$$@"; }; \
 	run $(PYTHON) extract_chat_vector.py $(DEMO)/base $(DEMO)/chat $(DEMO)/chat_vector --overwrite True; \
 	run $(PYTHON) add_chat_vector.py $(DEMO)/cp "['$(DEMO)/chat_vector']" $(DEMO)/cp_chat --ratio "[0.5]" --overwrite True; \
-	run $(PYTHON) -c "from transformers import AutoModelForCausalLM as M, AutoTokenizer as T; m = M.from_pretrained('$(DEMO)/cp_chat'); t = T.from_pretrained('$(DEMO)/cp_chat'); print('loaded:', type(m).__name__, m.num_parameters(), 'parameters,', m.dtype, '| prompt:', repr(t.apply_chat_template([{'role': 'user', 'content': 'hello'}], tokenize=False, add_generation_prompt=True)))"
+	run $(PYTHON) chat.py $(DEMO)/cp_chat --prompt "hello" --max_new_tokens 8
 
 test: install
 	$(PYTHON) -m pytest -q tests
