@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
-from .embeddings import _checkpoint_to_model_key
+from .embeddings import checkpoint_to_model_key
 from .errors import ChatVectorError
 from .merge import plan_merge
 from .stream import output_dtype, resolve_device, row_ranges
@@ -28,6 +28,8 @@ def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", 
     model_dir = resolve_model_dir(model_path, "model")
     run_device, torch_dtype = resolve_device(device), output_dtype(dtype)
     tokenizer = load_tokenizer(model_dir, "model")
+    if not chat_vectors:
+        _require_template(tokenizer, model_path)  # before spending time on the weights
     device_map = "auto" if device == "auto" and run_device.type == "cuda" else {"": run_device}
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype or "auto", device_map=device_map)
@@ -36,10 +38,14 @@ def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", 
     if chat_vectors:
         apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab, tokenizer)
         _adopt_vector_chat_setup(tokenizer, model, resolve_model_dir(chat_vectors[-1], "chat vector"))
+    _require_template(tokenizer, model_path)
+    return model.eval(), tokenizer
+
+
+def _require_template(tokenizer, model_path: str) -> None:
     if not tokenizer.chat_template:
         raise ChatVectorError(f"{model_path} has no chat template; use a chat model, pass --chat_vector, "
                               "or add a chat_template to its tokenizer_config.json")
-    return model.eval(), tokenizer
 
 
 @torch.no_grad()
@@ -50,7 +56,7 @@ def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], r
         raise ChatVectorError(f"--ratio has {len(ratios)} values for {len(paths)} chat vectors; give one ratio per chat vector")
     vectors = [open_chat_vector(p) for p in paths]
     params = dict(model.named_parameters(remove_duplicate=False))
-    to_model_key = _checkpoint_to_model_key(model)
+    to_model_key = checkpoint_to_model_key(model)
     try:
         with Checkpoint(model_dir) as stored:  # headers only: the checkpoint's names, shapes and dtypes
             tokenizers = lambda: (tokenizer or load_tokenizer(model_dir, "model"), [load_tokenizer(v.dir, "chat vector") for v in vectors])  # noqa: E731

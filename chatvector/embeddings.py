@@ -34,7 +34,7 @@ def find_embedding_keys(model_dir: Path, checkpoint_keys: list[str]) -> Embeddin
     output_module = model.get_output_embeddings()
     input_params = {n for n, p in params if p is input_weight}
     output_params = {n for n, p in params if output_module is not None and p is output_module.weight}
-    to_model_key = _checkpoint_to_model_key(model)
+    to_model_key = checkpoint_to_model_key(model)
     input_key = output_key = None
     for key in checkpoint_keys:
         model_key = to_model_key(key)
@@ -63,7 +63,7 @@ def _meta_model(model_dir: Path) -> torch.nn.Module:
         raise ChatVectorError(f"transformers cannot build {config.architectures} from {model_dir} as a causal LM ({e}); upgrade transformers") from None
 
 
-def _checkpoint_to_model_key(model: torch.nn.Module):
+def checkpoint_to_model_key(model: torch.nn.Module):
     """The renaming transformers applies when loading (e.g. GPT-NeoX `embed_out` -> `lm_head`, GPT-2's prefix)."""
     meta_state = model.state_dict()
     try:
