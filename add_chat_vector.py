@@ -1,5 +1,5 @@
 """Add chat vectors to a continually pre-trained model: W = W_cp + sum_i ratio_i * CV_i."""
-from chatvector.cli import as_bool, as_choice, as_paths, as_ratios, as_token_map, command_line, run
+from chatvector.cli import as_bool, as_paths, as_ratios, as_token_map, command_line, run
 
 
 def main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None, skip_embed: bool = False,
@@ -25,8 +25,8 @@ def main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None, ski
     vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
     add(str(cp_model_path), vectors, str(output_path), ratios=as_ratios(ratio, len(vectors)),
         skip_embed=as_bool(skip_embed, "skip_embed"), special_tokens_map=as_token_map(special_tokens_map),
-        dtype=as_choice(dtype, "dtype", ("auto", "bfloat16", "float16", "float32")),
-        device=as_choice(device, "device", ("auto", "cpu", "cuda")), max_shard_size=max_shard_size,
+        dtype=dtype,
+        device=device, max_shard_size=max_shard_size,
         overwrite=as_bool(overwrite, "overwrite"), command=command_line(), align_vocab=as_bool(align_vocab, "align_vocab"))
 
 

@@ -1,7 +1,7 @@
 """Chat with a model in the terminal, optionally with chat vectors applied in memory."""
 import sys
 
-from chatvector.cli import as_bool, as_choice, as_paths, as_ratios, as_token_map, run
+from chatvector.cli import as_bool, as_paths, as_ratios, as_token_map, run
 
 
 def main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 512, device: str = "auto", dtype: str = "auto",
@@ -29,7 +29,7 @@ def main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 5
     options = check_options(generation_options)
     vectors = as_paths(chat_vector, "--chat_vector") if chat_vector is not None else []
     model, tokenizer = load_chat_model(
-        str(model_path), as_choice(device, "device", ("auto", "cpu", "cuda")), as_choice(dtype, "dtype", ("auto", "bfloat16", "float16", "float32")),
+        str(model_path), device, dtype,
         vectors, as_ratios(ratio, len(vectors)) if vectors else None, as_bool(skip_embed, "skip_embed"), as_token_map(special_tokens_map),
         as_bool(align_vocab, "align_vocab"))
     interactive = prompt is None and sys.stdin.isatty() and sys.stdout.isatty()

@@ -1,5 +1,5 @@
 """Extract a chat vector: CHAT_MODEL - BASE_MODEL, written to CHAT_VECTOR_PATH."""
-from chatvector.cli import as_bool, as_choice, command_line, run
+from chatvector.cli import as_bool, command_line, run
 
 
 def main(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: str = "auto", device: str = "auto",
@@ -18,8 +18,8 @@ def main(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtyp
     from chatvector import extract
 
     extract(str(base_model_path), str(chat_model_path), str(chat_vector_path),
-            dtype=as_choice(dtype, "dtype", ("auto", "bfloat16", "float16", "float32")),
-            device=as_choice(device, "device", ("auto", "cpu", "cuda")), max_shard_size=max_shard_size,
+            dtype=dtype,
+            device=device, max_shard_size=max_shard_size,
             overwrite=as_bool(overwrite, "overwrite"), command=command_line())
 
 

@@ -69,12 +69,6 @@ def as_token_map(value: Any) -> dict[int | str, int | str] | str:
     return dict(value)
 
 
-def as_choice(value: Any, flag: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ChatVectorError(f"--{flag} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
 def command_line() -> str:
     import shlex
 
