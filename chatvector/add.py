@@ -7,7 +7,7 @@ from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .errors import ChatVectorError
 from .merge import Merge, plan_merge
 from .modelcard import write_merge_card
-from .stream import OutputTensor, output_dtype, resolve_device, write_tensors
+from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
 from .tokenizer import load_tokenizer, output_tokenizer, write_config, write_generation_config
 from .vector import open_chat_vector
 from .vocab import warn_untrained_rows
@@ -15,7 +15,7 @@ from .writer import TensorSpec, atomic_output_dir
 
 
 def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
-        skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: str = "auto", device: str = "auto",
+        skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: Dtype = "auto", device: Device = "auto",
         max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False) -> Path:
     """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
 

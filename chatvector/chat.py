@@ -10,13 +10,14 @@ from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .embeddings import checkpoint_to_model_key
 from .errors import ChatVectorError
 from .merge import plan_merge
-from .stream import output_dtype, resolve_device, row_ranges
+from .stream import Device, Dtype, output_dtype, resolve_device, row_ranges
 from .tokenizer import load_tokenizer
 from .vector import open_chat_vector
+from .vocab import translate_ids
 from .writer import TensorSpec
 
 
-def load_chat_model(model_path: str, device: str = "auto", dtype: str = "auto", chat_vectors: list[str] = (),
+def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "auto", chat_vectors: list[str] = (),
                     ratios: list[float] | None = None, skip_embed: bool = False, special_tokens_map: dict | str | None = None,
                     align_vocab: bool = False):
     """The model and tokenizer, with chat vectors added exactly as `add` would write them."""
@@ -86,9 +87,8 @@ def _adopt_vector_chat_setup(tokenizer, model, vector_dir: Path) -> None:
     chat_ids = [chat_tokenizer.eos_token_id]
     if (vector_dir / "generation_config.json").is_file():
         chat_ids += _as_list(GenerationConfig.from_pretrained(vector_dir).eos_token_id)
-    vocab = tokenizer.get_vocab()  # the chat model's end-of-turn ids, translated to this model's by token string
-    extra = {vocab[t] for t in chat_tokenizer.convert_ids_to_tokens([i for i in chat_ids if i is not None]) if t in vocab}
-    model.generation_config.eos_token_id = sorted(set(_as_list(model.generation_config.eos_token_id)) | extra)
+    extra, _ = translate_ids([i for i in chat_ids if i is not None], chat_tokenizer, tokenizer)  # to this model's ids
+    model.generation_config.eos_token_id = sorted(set(_as_list(model.generation_config.eos_token_id)) | set(extra))
 
 
 def _as_list(ids) -> list[int]:

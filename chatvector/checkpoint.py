@@ -163,14 +163,8 @@ class Checkpoint:
             tensor = self._bin[name]
             return tensor if not info.shape else tensor[start:stop]
         row_bytes = info.row_numel * info.dtype.itemsize
-        nbytes = (stop - start) * row_bytes
-        self._turn ^= 1
-        if self._buffers[self._turn].numel() < nbytes:
-            self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
-        view = self._buffers[self._turn][:nbytes]
-        got = os.preadv(self._fd(info.file), [memoryview(view.numpy())], info.offset + start * row_bytes)
-        if got != nbytes:
-            raise ChatVectorError(f"{info.file} was truncated while reading {name}; re-download or re-save it")
+        view = self._next_buffer((stop - start) * row_bytes)
+        self._pread(info, memoryview(view.numpy()), start * row_bytes)
         shape = (stop - start, *info.shape[1:]) if info.shape else ()
         return view.view(info.dtype).view(shape)
 
@@ -180,20 +174,27 @@ class Checkpoint:
         if info.offset < 0:
             return self._bin[name][torch.tensor(rows, dtype=torch.long)]
         row_bytes = info.row_numel * info.dtype.itemsize
-        self._turn ^= 1
-        if self._buffers[self._turn].numel() < len(rows) * row_bytes:
-            self._buffers[self._turn] = torch.empty(len(rows) * row_bytes, dtype=torch.uint8, pin_memory=self._pin)
-        view = self._buffers[self._turn][: len(rows) * row_bytes]
-        memory, fd, at = memoryview(view.numpy()), self._fd(info.file), 0
+        view = self._next_buffer(len(rows) * row_bytes)
+        memory, at = memoryview(view.numpy()), 0
         while at < len(rows):
             run = 1
             while at + run < len(rows) and rows[at + run] == rows[at] + run:
                 run += 1
-            got = os.preadv(fd, [memory[at * row_bytes:(at + run) * row_bytes]], info.offset + rows[at] * row_bytes)
-            if got != run * row_bytes:
-                raise ChatVectorError(f"{info.file} was truncated while reading {name}; re-download or re-save it")
+            self._pread(info, memory[at * row_bytes:(at + run) * row_bytes], rows[at] * row_bytes)
             at += run
         return view.view(info.dtype).view(len(rows), *info.shape[1:])
+
+    def _next_buffer(self, nbytes: int) -> torch.Tensor:
+        """The other of the two read buffers, grown to nbytes (see the class docstring)."""
+        self._turn ^= 1
+        if self._buffers[self._turn].numel() < nbytes:
+            self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
+        return self._buffers[self._turn][:nbytes]
+
+    def _pread(self, info: TensorInfo, memory: memoryview, offset: int) -> None:
+        """Fill `memory` from the tensor's data at `offset` bytes; a short read means the file shrank."""
+        if os.preadv(self._fd(info.file), [memory], info.offset + offset) != len(memory):
+            raise ChatVectorError(f"{info.file} was truncated while reading {info.name}; re-download or re-save it")
 
     def _fd(self, file: Path) -> int:
         if file not in self._fds:

@@ -9,7 +9,7 @@ from .arithmetic import Workspace, accumulation_dtype, subtract_into
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .embeddings import find_embedding_keys
 from .modelcard import write_vector_card
-from .stream import OutputTensor, output_dtype, resolve_device, write_tensors
+from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
 from .tokenizer import copy_generation_config, load_tokenizer
 from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
@@ -18,7 +18,7 @@ from .writer import TensorSpec, atomic_output_dir
 FORMAT_VERSION = 1
 
 
-def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: str = "auto", device: str = "auto",
+def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: Dtype = "auto", device: Device = "auto",
             max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None) -> Path:
     """Write chat - base for every floating-point weight, plus what `add` needs, to chat_vector_path.
 

@@ -23,7 +23,7 @@ class OutputTensor:
     compute: Callable[[int, int], torch.Tensor]  # rows [start, stop) in spec.dtype
 
 
-def output_dtype(dtype: str) -> torch.dtype | None:
+def output_dtype(dtype: Dtype) -> torch.dtype | None:
     """None for 'auto': each tensor keeps the dtype of the model the output is made from."""
     choices = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
     if dtype not in choices:
@@ -31,7 +31,7 @@ def output_dtype(dtype: str) -> torch.dtype | None:
     return choices[dtype]
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: Device) -> torch.device:
     if device not in ("auto", "cpu", "cuda"):
         raise ChatVectorError(f"--device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():

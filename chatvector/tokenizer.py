@@ -37,15 +37,15 @@ def write_generation_config(vector_dir: Path, cp_dir: Path, chat_tokenizer, cp_t
         return
     config = GenerationConfig.from_pretrained(source)
     if source == vector_dir:
-        cp_vocab = cp_tokenizer.get_vocab()
+        from .vocab import translate_ids
+
         for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
             ids = getattr(config, key)
             if ids is None:
                 continue
-            tokens = [chat_tokenizer.convert_ids_to_tokens(i) for i in ([ids] if isinstance(ids, int) else ids)]
-            kept = [cp_vocab[t] for t in tokens if t in cp_vocab]
-            if len(kept) < len(tokens):
-                print(f"warning: generation config {key}: the CP tokenizer lacks {[t for t in tokens if t not in cp_vocab]}; dropped", file=sys.stderr)
+            kept, missing = translate_ids([ids] if isinstance(ids, int) else ids, chat_tokenizer, cp_tokenizer)
+            if missing:
+                print(f"warning: generation config {key}: the CP tokenizer lacks {missing}; dropped", file=sys.stderr)
             setattr(config, key, (kept[0] if len(kept) == 1 and isinstance(ids, int) else kept) or None)
     config.save_pretrained(out_dir)
 

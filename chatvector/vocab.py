@@ -82,6 +82,13 @@ def auto_token_map(cp_tokenizer, chat_tokenizer) -> dict[str, str]:
     return {t: t for t in tokens}
 
 
+def translate_ids(ids: list[int], source_tokenizer, target_tokenizer) -> tuple[list[int], list[str]]:
+    """Token ids of one tokenizer as the other's ids, by token string; also the tokens the target lacks."""
+    vocab = target_tokenizer.get_vocab()
+    tokens = source_tokenizer.convert_ids_to_tokens(list(ids))
+    return [vocab[t] for t in tokens if t in vocab], [t for t in tokens if t not in vocab]
+
+
 def report(alignment: VocabAlignment, vector_path: str) -> None:
     print(f"align_vocab {vector_path}: {alignment.summary()}", file=sys.stderr)
 
@@ -94,11 +101,13 @@ def warn_untrained_rows(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[i
     """
     name = vector.embeddings.input
     cp_vocab, chat_vocab = cp_tokenizer.get_vocab(), chat_tokenizer.get_vocab()
+    candidates = [t for t in template_tokens(chat_tokenizer)
+                  if t in cp_vocab and cp_vocab[t] not in changed and cp_vocab[t] < cp.infos[name].rows]
+    if not candidates:  # e.g. --special_tokens_map auto replaced them all: spare the pass over the embedding
+        return
     median = _median_row_norm(cp, name)
-    for token in template_tokens(chat_tokenizer):
-        cp_id, chat_id = cp_vocab.get(token), chat_vocab.get(token)
-        if cp_id is None or cp_id in changed or cp_id >= cp.infos[name].rows:
-            continue
+    for token in candidates:
+        cp_id, chat_id = cp_vocab[token], chat_vocab.get(token)
         cp_row = cp.read_rows(name, [cp_id])[0].double()
         untrained = cp_row.norm() <= 1e-3 * median
         if chat_id is not None and chat_id < min(vector.tensors.infos[name].rows, vector.chat_embeddings.infos[name].rows):
