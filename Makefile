@@ -4,9 +4,15 @@ DEMO := demo_models
 
 .PHONY: install demo test bench clean
 
-# torch first: the local CPU wheel where no torch is installed; an existing (CUDA) torch is kept.
+TORCH ?= torch==2.13.0
+CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
+# torch first, where none is installed: the CPU build from PyTorch's CPU index (a plain `pip install torch`
+# on Linux pulls the multi-GB CUDA build), or from the default index if the CPU index cannot be reached
+# within seconds. An existing torch (a CUDA build, say) is kept.
 install:
-	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q torch==2.13.0 || $(PYTHON) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "$(TORCH)" --index-url $(CPU_INDEX) --timeout 5 --retries 0 \
+		|| $(PYTHON) -m pip install -q "$(TORCH)"
 	@$(PYTHON) -m pip install -q -r requirements-dev.txt
 
 demo: install

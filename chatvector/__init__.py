@@ -1,11 +1,23 @@
 """chatvector: give language models chat ability in new languages by weight arithmetic (Chat Vector)."""
-__version__ = "0.1.0"
+import importlib
 
-from .add import add  # noqa: E402
-from .arithmetic import apply_chat_vectors, chat_vector  # noqa: E402
-from .chat import load_chat_model  # noqa: E402
-from .errors import ChatVectorError  # noqa: E402
-from .extract import extract  # noqa: E402
-from .repl import chat_loop  # noqa: E402
+__version__ = "0.2.0"
 
-__all__ = ["ChatVectorError", "add", "apply_chat_vectors", "chat_loop", "chat_vector", "extract", "load_chat_model", "__version__"]
+# name -> module: imported on first use, so `import chatvector.cli` (every script's start) does not import torch
+_PUBLIC = {
+    "extract": "extract_vector", "add": "add_vectors", "chat_vector": "arithmetic", "apply_chat_vectors": "arithmetic",
+    "load_chat_model": "chat", "chat_loop": "repl", "ChatVectorError": "errors",
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'chatvector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

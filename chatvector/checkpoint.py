@@ -57,6 +57,8 @@ def resolve_model_dir(path_or_id: str, what: str) -> Path:
         return path.resolve()
     if path.exists():
         raise ChatVectorError(f"{what} {path_or_id} is a file; give the model's directory")
+    if looks_local(path_or_id):
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory; check the path")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
@@ -68,11 +70,26 @@ def resolve_model_dir(path_or_id: str, what: str) -> Path:
     except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        raise ChatVectorError(f"{what} {path_or_id} is not a local directory nor in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory, and no hub model of that name in the local "
+                              "Hugging Face cache (HF_HUB_OFFLINE is set); check the path")
     try:
         return Path(snapshot_download(path_or_id, allow_patterns=patterns))
     except Exception as e:
-        raise ChatVectorError(f"{what} {path_or_id} is not a local directory and could not be fetched from the hub ({type(e).__name__})") from None
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory, and it could not be fetched from the hub "
+                              f"({type(e).__name__}); check the path or the hub id") from None
+
+
+def looks_local(path_or_id: str) -> bool:
+    """`./x`, `~/x`, `/abs/x`, `a/b/c`, or `ckpt/x` where `ckpt/` exists here: a path, never a hub id (`org/name`)."""
+    text = str(path_or_id)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text:
+        return True
+    return text.count("/") == 1 and Path(text).parent.is_dir()
+
+
+def hub_revision(model_dir: Path) -> str | None:
+    """The commit of a hub-cache snapshot (`.../snapshots/<commit>`), recorded instead of a local path."""
+    return model_dir.name if model_dir.parent.name == "snapshots" else None
 
 
 def _weight_files(model_dir: Path, prefix: str) -> tuple[list[Path], str]:

@@ -2,6 +2,7 @@
 
 Used by `add` (rows streamed from the CP's files) and by `chat --chat_vector` (rows of a loaded model).
 """
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,29 +28,31 @@ class Merge:
     workspace: Workspace
     names: set[str] = field(default_factory=set)  # the floating-point weights the vectors change
     alignments: dict[str, list[VocabAlignment]] = field(default_factory=dict)  # weight -> per vector (--align_vocab)
+    token_map: dict = field(default_factory=dict)  # --special_tokens_map as applied ('auto' resolved to tokens)
 
     def rows(self, name: str, start: int, stop: int, cp_rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Rows [start, stop) of the merged weight, in `dtype` (a reused buffer: copy it before the next call)."""
         if name not in self.names:
             return cp_rows
-        shape = tuple(cp_rows.shape)
-        acc, scratch = (self.workspace.get(key, shape, accumulation_dtype(dtype)) for key in ("acc", "scratch"))
+        in_place = cp_rows.device.type != "cpu"  # a loaded model merged on its GPU: the result stays there
+        cp_rows = self.workspace.to_device(cp_rows, "cp")
+        out = self.workspace.result(tuple(cp_rows.shape), dtype)
         if name in self.skipped:
-            weighted_sum_into(acc, cp_rows, [], [], scratch)
+            out.copy_(cp_rows)
         elif name in self.alignments:
-            self._aligned_rows(acc, scratch, name, start, stop, cp_rows)
+            self._aligned_rows(out, name, start, stop, cp_rows)
         else:
             vectors = [self.workspace.to_device(v.tensors.read(name, start, stop), f"vector{i}") for i, v in enumerate(self.vectors)]
-            weighted_sum_into(acc, cp_rows, vectors, self.ratios, scratch)
+            weighted_sum_into(out, cp_rows, vectors, self.ratios, self.workspace)
         for row, value in self.special_rows.get(name, {}).items():
             if start <= row < stop:
-                acc[row - start].copy_(value)
-        if cp_rows.device.type != "cpu":  # merging a loaded model in place on its device
-            return self.workspace.get("out", shape, dtype).copy_(acc)
-        return self.workspace.output(shape, dtype).copy_(acc)
+                out[row - start].copy_(value)  # the chat models' row, rounded once
+        return out if in_place else self.workspace.to_host(out)
 
-    def _aligned_rows(self, acc, scratch, name, start, stop, cp_rows) -> None:
-        """acc[r] = cp[r] + sum_i ratio_i * CV_i[row_i(r)] for the CP rows whose token vector i knows."""
+    def _aligned_rows(self, out, name, start, stop, cp_rows) -> None:
+        """out[r] = cp[r] + sum_i ratio_i * CV_i[row_i(r)] for the CP rows whose token vector i knows."""
+        shape = tuple(cp_rows.shape)
+        acc, scratch = (self.workspace.get(key, shape, accumulation_dtype(out.dtype)) for key in ("aligned", "aligned scratch"))
         acc.copy_(cp_rows)
         for i, (vector, alignment, ratio) in enumerate(zip(self.vectors, self.alignments[name], self.ratios)):
             mapped = alignment.rows[start:stop]
@@ -59,6 +62,7 @@ class Merge:
             gathered = self.workspace.to_device(vector.tensors.read_rows(name, mapped[where].tolist()), f"vector{i}")
             widened = scratch[: len(where)].copy_(gathered)
             acc.index_add_(0, where.to(acc.device), widened, alpha=ratio)
+        out.copy_(acc)
 
 
 def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequence[ChatVector], ratios: Sequence[float],
@@ -92,9 +96,10 @@ def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequen
             alignments[name] = [align_vocab_rows(cp_tokenizer, tok, cp_infos[name].rows, v, name) for v, tok in zip(vectors, chat_tokenizers)]
     if special_tokens_map == "auto":
         special_tokens_map = auto_token_map(cp_tokenizer, chat_tokenizers[-1])
+        print(f"special_tokens_map auto: the chat model's rows for {', '.join(map(repr, special_tokens_map))}", file=sys.stderr)
     special_rows = _special_rows(cp_infos, vectors, ratios, embeddings.names, special_tokens_map, cp_tokenizer, chat_tokenizers)
     skipped = set(embeddings.names) if skip_embed else set()
-    return Merge(list(vectors), list(ratios), skipped, special_rows, Workspace(device), names, alignments)
+    return Merge(list(vectors), list(ratios), skipped, special_rows, Workspace(device), names, alignments, dict(special_tokens_map))
 
 
 def align_vocab_rows(cp_tokenizer, chat_tokenizer, cp_rows: int, vector: ChatVector, name: str) -> VocabAlignment:

@@ -106,17 +106,21 @@ def warn_untrained_rows(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[i
     if not candidates:  # e.g. --special_tokens_map auto replaced them all: spare the pass over the embedding
         return
     median = _median_row_norm(cp, name)
-    for token in candidates:
-        cp_id, chat_id = cp_vocab[token], chat_vocab.get(token)
-        cp_row = cp.read_rows(name, [cp_id])[0].double()
-        untrained = cp_row.norm() <= 1e-3 * median
-        if chat_id is not None and chat_id < min(vector.tensors.infos[name].rows, vector.chat_embeddings.infos[name].rows):
-            delta = vector.tensors.read_rows(name, [chat_id])[0].double()
-            base_row = vector.chat_embeddings.read_rows(name, [chat_id])[0].double() - delta
-            untrained |= bool((cp_row - base_row).abs().max() <= 2**-7 * delta.abs().max() + 1e-12)
-        if untrained:
-            print(f"warning: the chat template uses {token!r}, whose CP row looks untrained (the base model's row, or near zero); "
-                  "the model may never end its turn: pass --special_tokens_map auto to take the chat model's rows", file=sys.stderr)
+    untrained_tokens = [t for t in candidates if _looks_untrained(cp, vector, name, cp_vocab[t], chat_vocab.get(t), median)]
+    if untrained_tokens:
+        print(f"warning: the chat template uses {', '.join(map(repr, untrained_tokens))}, whose CP rows look untrained (the base "
+              "model's rows, or near zero); the model may never end its turn: pass --special_tokens_map auto to take the chat "
+              "model's rows", file=sys.stderr)
+
+
+def _looks_untrained(cp, vector, name: str, cp_id: int, chat_id: int | None, median: float) -> bool:
+    cp_row = cp.read_rows(name, [cp_id])[0].double()
+    untrained = bool(cp_row.norm() <= 1e-3 * median)
+    if chat_id is not None and chat_id < min(vector.tensors.infos[name].rows, vector.chat_embeddings.infos[name].rows):
+        delta = vector.tensors.read_rows(name, [chat_id])[0].double()
+        base_row = vector.chat_embeddings.read_rows(name, [chat_id])[0].double() - delta
+        untrained |= bool((cp_row - base_row).abs().max() <= 2**-7 * delta.abs().max() + 1e-12)
+    return untrained
 
 
 def _median_row_norm(cp, name: str) -> float:

@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import DTYPE_NAMES, _numel
 from .errors import ChatVectorError
+from .interrupts import cleanup_on_interrupt
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -114,7 +115,12 @@ def atomic_output_dir(output: Path, overwrite: bool, inputs: Sequence[Path]) -> 
     output = Path(output).expanduser().absolute()
     _check_output(output, overwrite, inputs)
     output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(output)
+    _remove_stale_partials(output.parent)
+    with cleanup_on_interrupt():  # from here on Ctrl-C must unwind through the `finally` that removes tmp
+        yield from _build_then_replace(output)
+
+
+def _build_then_replace(output: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}{_TMP_MARK}{os.getpid()}-", dir=output.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -144,10 +150,11 @@ def _check_output(output: Path, overwrite: bool, inputs: Sequence[Path]) -> None
         raise ChatVectorError(f"output path {output} exists and is not empty; choose another path or pass --overwrite True")
 
 
-def _remove_stale_partials(output: Path) -> None:
-    """Partial outputs of killed runs (their process is gone) are removed; live runs' are left alone."""
-    for path in output.parent.glob(f".{output.name}{_TMP_MARK}*"):
-        pid = path.name[len(f".{output.name}{_TMP_MARK}"):].split("-")[0]
+def _remove_stale_partials(parent: Path) -> None:
+    """Partial outputs of killed runs (their process is gone) in this folder, whatever their output's name,
+    are removed; live runs' are left alone."""
+    for path in parent.glob(f".*{_TMP_MARK}*"):
+        pid = path.name.split(_TMP_MARK, 1)[1].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from chatvector import add, apply_chat_vectors, chat_vector, extract
+from chatvector.arithmetic import Workspace, _accumulate_into, fusable, subtract_into, weighted_sum_into
 from tests.conftest import ARCHS, assert_within_ulp, load_weights
 
 
@@ -27,9 +28,10 @@ def test_extracted_vector_is_chat_minus_base_for_every_weight(arch, trios, vecto
         assert_within_ulp(value, chat[name].double() - base[name].double(), 0, name)
 
 
+@pytest.mark.parametrize("ratio", [0.7, 0.5, 1.0])  # 0.7 takes the float32 route; 1.0 (and 0.5 in bfloat16) the fused kernel
 @pytest.mark.parametrize("arch", ARCHS)
-def test_added_model_is_cp_plus_ratio_times_vector_for_every_weight(arch, trios, vectors, tmp_path):
-    out = add(str(trios[arch]["cp"]), [str(vectors[arch])], str(tmp_path / "out"), ratios=[0.7], device="cpu")
+def test_added_model_is_cp_plus_ratio_times_vector_for_every_weight(arch, ratio, trios, vectors, tmp_path):
+    out = add(str(trios[arch]["cp"]), [str(vectors[arch])], str(tmp_path / "out"), ratios=[ratio], device="cpu")
     cp, vector, merged = load_weights(trios[arch]["cp"]), load_weights(vectors[arch], "chat_vector"), load_weights(out)
     assert set(merged) == set(cp)
     for name, value in merged.items():
@@ -37,8 +39,33 @@ def test_added_model_is_cp_plus_ratio_times_vector_for_every_weight(arch, trios,
         if not value.is_floating_point():
             assert torch.equal(value, cp[name]), name
             continue
-        terms = [cp[name].double(), 0.7 * vector[name].double()]
+        terms = [cp[name].double(), ratio * vector[name].double()]
         assert_within_ulp(value, sum(terms), 1, name, magnitude=sum(t.abs() for t in terms))
+
+
+@pytest.mark.parametrize("dtype, ratio", [(torch.bfloat16, 1.0), (torch.bfloat16, 0.5), (torch.bfloat16, -0.25), (torch.bfloat16, 2.0),
+                                          (torch.float16, 1.0), (torch.float16, -1.0)])
+def test_the_fused_kernel_and_the_float32_route_agree_bit_for_bit(dtype, ratio):
+    generator = torch.Generator().manual_seed(1)
+    cp, vector, base = ((scale * torch.randn(300, 517, generator=generator)).to(dtype) for scale in (0.02, 0.002, 0.02))
+    assert fusable(dtype, cp, vector, ratio=ratio)
+    fused, wide = torch.empty_like(cp), torch.empty_like(cp)
+    weighted_sum_into(fused, cp, [vector], [ratio], Workspace(torch.device("cpu")))
+    _accumulate_into(wide, cp, [vector], [ratio], Workspace(torch.device("cpu")))  # the general route, block by block
+    assert torch.equal(fused, wide)
+    subtract_into(fused, cp, base, Workspace(torch.device("cpu")))
+    _accumulate_into(wide, cp, [base], [-1.0], Workspace(torch.device("cpu")))
+    assert torch.equal(fused, wide)
+
+
+def test_ratios_a_16_bit_kernel_would_round_take_the_float32_route():
+    cp, vector = torch.ones(4, dtype=torch.bfloat16), torch.full((4,), 2.0**-9, dtype=torch.bfloat16)
+    for ratio in (0.3, 0.75, 1.5, 0.0):  # torch would round alpha * vector to bfloat16 first
+        assert not fusable(torch.bfloat16, cp, vector, ratio=ratio)
+    assert not fusable(torch.float16, cp.half(), vector.half(), ratio=0.5)  # float16 subnormals would lose a bit
+    assert not fusable(torch.float32, cp.float(), vector.float())  # float32 outputs accumulate in float64
+    out = apply_chat_vectors(cp, [vector], [0.3])
+    assert torch.equal(out, (cp.double() + 0.3 * vector.double()).to(torch.bfloat16))
 
 
 def test_ratio_one_onto_the_base_reproduces_the_chat_model(trios, vectors, tmp_path):

@@ -1,4 +1,5 @@
 """Every input form gives the same result: single file, shards + index, legacy .bin, hub id, moved vector."""
+import json
 import shutil
 
 import pytest
@@ -77,5 +78,8 @@ def test_hub_ids_resolve_through_the_local_cache(variants, tmp_path, monkeypatch
     direct = extract(str(variants["single"]["base"]), str(variants["single"]["chat"]), str(tmp_path / "cv2"), device="cpu")
     a, b = load_weights(vector, "chat_vector"), load_weights(direct, "chat_vector")
     assert all(torch.equal(a[n], b[n]) for n in a)
-    with pytest.raises(ChatVectorError, match="tiny/missing is not a local directory nor in the local Hugging Face cache"):
+    meta = json.loads((vector / "chat_vector.json").read_text())
+    assert (meta["base_model"], meta["base_model_revision"]) == ("tiny/base", "0" * 40)  # the hub id and commit, not a cache path
+    assert str(cache) not in (vector / "chat_vector.json").read_text()
+    with pytest.raises(ChatVectorError, match="tiny/missing does not exist: no such directory, and no hub model of that name"):
         extract("tiny/missing", "tiny/chat", str(tmp_path / "cv3"), device="cpu")

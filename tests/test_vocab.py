@@ -175,15 +175,22 @@ def test_untrained_template_rows_warn_unless_an_option_replaces_them(trios, vect
 
     cp = _derive(llama["cp"], tmp_path / "cp", lambda r: r, lambda d: None)
     state = load_weights(cp)
-    for name in EMBEDDINGS:  # the CP never trained <|end|> (id 6): its rows are still the base model's
-        state[name][6] = base[name][6]
+    for name in EMBEDDINGS:  # the CP never trained <|assistant|> (4) nor <|end|> (6): their rows are still the base model's
+        state[name][[4, 6]] = base[name][[4, 6]]
     save_file(state, cp / "model.safetensors", metadata={"format": "pt"})
     warned = run_script("add_chat_vector.py", cp, vectors["llama"], tmp_path / "a", "--ratio", "0.5")
-    assert warned.returncode == 0 and "'<|end|>', whose CP row looks untrained" in warned.stderr and "--special_tokens_map auto" in warned.stderr
+    warnings = [line for line in warned.stderr.splitlines() if line.startswith("warning:")]
+    assert warned.returncode == 0 and len(warnings) == 1, warned.stderr  # one line for all the tokens
+    assert "uses '<|end|>', '<|assistant|>', whose CP rows look untrained" in warnings[0] or \
+        "uses '<|assistant|>', '<|end|>', whose CP rows look untrained" in warnings[0], warnings[0]
+    assert "--special_tokens_map auto" in warnings[0]
     quiet = run_script("add_chat_vector.py", cp, vectors["llama"], tmp_path / "b", "--ratio", "0.5", "--special_tokens_map", "auto")
-    assert quiet.returncode == 0 and "untrained" not in quiet.stderr
+    assert quiet.returncode == 0 and "look untrained" not in quiet.stderr
+    mapped = "'<s>', '<|system|>', '<|end|>', '<|user|>', '<|assistant|>'"
+    assert f"special_tokens_map auto: the chat model's rows for {mapped}" in quiet.stderr  # reported ...
+    assert "special_tokens_map: `auto: {'<s>': '<s>', '<|system|>': '<|system|>'," in (tmp_path / "b" / "README.md").read_text()  # ... and recorded
     trained = run_script("add_chat_vector.py", llama["cp"], vectors["llama"], tmp_path / "c", "--ratio", "0.5")
-    assert trained.returncode == 0 and "untrained" not in trained.stderr
+    assert trained.returncode == 0 and "look untrained" not in trained.stderr
 
 
 def test_chat_align_vocab_gives_the_logits_of_the_checkpoint_add_writes(cps, vectors, tmp_path):

@@ -1,12 +1,13 @@
 """extract: chat vector = chat model - base model, streamed tensor by tensor into a portable directory."""
 import datetime
 import json
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import __version__
-from .arithmetic import Workspace, accumulation_dtype, subtract_into
-from .checkpoint import Checkpoint, load_config, resolve_model_dir
+from .arithmetic import Workspace, subtract_into
+from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
 from .embeddings import find_embedding_keys
 from .modelcard import write_vector_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
@@ -50,9 +51,13 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
             check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows))  # embeddings: checked above
         ordered = [n for n in chat.infos if n in names]  # the chat model's file order: sequential reads
         workspace = Workspace(run_device)
-        outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n)) for n in ordered]
+        nonzero: list[bool] = []  # set once a chunk of the vector is not all zeros
+        outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n), nonzero) for n in ordered]
         with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp:
             write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract")
+            if not nonzero:
+                print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
+                      "check that the chat model is the tuned one", file=sys.stderr)
             embeddings = embeddings_job.result()
             write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
             tokenizer_job.result().save_pretrained(tmp)
@@ -84,16 +89,20 @@ def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, tokenizer_jo
     return rows
 
 
-def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None = None) -> OutputTensor:
+def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None,
+                   nonzero: list[bool]) -> OutputTensor:
     info = chat.infos[name]
     shape = info.shape if rows is None else (rows, *info.shape[1:])
 
     def compute(start: int, stop: int):
-        chat_rows = chat.read(name, start, stop)
+        chat_rows = workspace.to_device(chat.read(name, start, stop), "chat")
         shape = tuple(chat_rows.shape)
-        acc, scratch = (workspace.get(key, shape, accumulation_dtype(dtype)) for key in ("acc", "scratch"))
-        subtract_into(acc, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), scratch)
-        return workspace.output(shape, dtype).copy_(acc)
+        out = workspace.result(shape, dtype)
+        subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
+        out = workspace.to_host(out)
+        if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one
+            nonzero.append(True)
+        return out
 
     return OutputTensor(TensorSpec(name, dtype, shape), compute)
 
@@ -112,8 +121,8 @@ def _metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "base_model": str(base_arg),
         "chat_model": str(chat_arg),
-        "base_model_resolved": str(base_dir),
-        "chat_model_resolved": str(chat_dir),
+        "base_model_revision": hub_revision(base_dir),  # the hub commit for a hub id; None for a local directory
+        "chat_model_revision": hub_revision(chat_dir),
         "architectures": config.get("architectures") or [],
         "model_type": config.get("model_type"),
         "dtype": dtype if dtype != "auto" else "/".join(stored),

@@ -58,7 +58,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                 write_generation_config(vectors[-1].dir, cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
                 warn_untrained_rows(cp, vectors[-1], cp_tokenizer, chat_tokenizers[-1], _changed_rows(merge, vectors[-1]))
                 alignment = next(iter(merge.alignments.values()), None)
-                record = _record(cp_model_path, vectors, ratios, skip_embed, special_tokens_map, dtype, align_vocab, alignment)
+                record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype, align_vocab, alignment)
                 write_merge_card(tmp, Path(output_path).name, record, command)
     finally:
         for vector in vectors:
@@ -77,8 +77,13 @@ def _changed_rows(merge: Merge, vector) -> set[int]:
     return set(merge.special_rows.get(vector.embeddings.input, {}))
 
 
+def _as_given(option, applied: dict):
+    """What the card records for --special_tokens_map: the map applied, and that `auto` chose it."""
+    return f"auto: {applied}" if option == "auto" else applied
+
+
 def _record(cp_model_path, vectors, ratios, skip_embed, special_tokens_map, dtype, align_vocab, alignments) -> dict:
-    options = {"skip_embed": skip_embed, "align_vocab": align_vocab, "special_tokens_map": special_tokens_map or {}, "dtype": dtype}
+    options = {"skip_embed": skip_embed, "align_vocab": align_vocab, "special_tokens_map": special_tokens_map, "dtype": dtype}
     if alignments:
         options["vocabulary rows (first chat vector)"] = alignments[0].summary()
     return {

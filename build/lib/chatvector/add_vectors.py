@@ -1,0 +1,97 @@
+"""add: W = W_cp + sum_i ratio_i * CV_i[W], streamed tensor by tensor into a loadable checkpoint."""
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import Checkpoint, load_config, resolve_model_dir
+from .errors import ChatVectorError
+from .merge import Merge, plan_merge
+from .modelcard import write_merge_card
+from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
+from .tokenizer import load_tokenizer, output_tokenizer, write_config, write_generation_config
+from .vector import open_chat_vector
+from .vocab import warn_untrained_rows
+from .writer import TensorSpec, atomic_output_dir
+
+
+def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
+        skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: Dtype = "auto", device: Device = "auto",
+        max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False) -> Path:
+    """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
+
+    Args:
+        cp_model_path: the continually pre-trained model (local directory or hub id).
+        chat_vector_paths: directories written by `extract`.
+        output_path: the output directory.
+        ratios: one per chat vector; default [1] for a single vector.
+        skip_embed: keep the CP's input-embedding and output-head rows.
+        special_tokens_map: {cp_token: chat_token} by id or token string, or 'auto': these rows become the
+            chat models' (ratio-weighted mean).
+        dtype: output dtype; 'auto' keeps each of the CP's tensors in its own dtype.
+        device: where the arithmetic runs: 'cpu', 'cuda' or 'auto'.
+        max_shard_size: largest shard, e.g. '5GB'.
+        overwrite: replace a non-empty output_path.
+        command: the command line, recorded in the model card.
+        align_vocab: match embedding and output-head rows by token string between the CP and chat tokenizers.
+    """
+    ratios = [1.0] * len(chat_vector_paths) if ratios is None and len(chat_vector_paths) == 1 else ratios
+    if not chat_vector_paths or ratios is None or len(ratios) != len(chat_vector_paths):
+        raise ChatVectorError(f"give one ratio per chat vector: {len(chat_vector_paths)} chat vector(s), ratios {ratios}")
+    cp_dir = resolve_model_dir(cp_model_path, "CP model")
+    dtype_override, run_device = output_dtype(dtype), resolve_device(device)
+    cp_config = load_config(cp_dir, "CP model")
+    pin = run_device.type == "cuda"
+    vectors = [open_chat_vector(p, pin_memory=pin) for p in chat_vector_paths]
+    try:
+        with Checkpoint(cp_dir, pin_memory=pin) as cp, ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
+            # transformers takes seconds to import: load the tokenizers while the weights stream (or now, if an option needs them)
+            tokenizers = side.submit(lambda: (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(v.dir, "chat vector") for v in vectors]))
+            merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device,
+                               align_vocab, tokenizers.result)
+            outputs = [_merged_tensor(name, cp, merge, dtype_override) for name in cp.infos]
+            inputs = [cp_dir, *[v.dir for v in vectors]]
+            with atomic_output_dir(Path(output_path), overwrite, inputs) as tmp:
+                write_tensors(tmp, "model", outputs, max_shard_size, "add")
+                cp_tokenizer, chat_tokenizers = tokenizers.result()
+                write_config(cp_config, dtype if dtype_override else None, tmp)
+                output_tokenizer(cp_tokenizer, chat_tokenizers[-1]).save_pretrained(tmp)
+                write_generation_config(vectors[-1].dir, cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
+                warn_untrained_rows(cp, vectors[-1], cp_tokenizer, chat_tokenizers[-1], _changed_rows(merge, vectors[-1]))
+                alignment = next(iter(merge.alignments.values()), None)
+                record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype, align_vocab, alignment)
+                write_merge_card(tmp, Path(output_path).name, record, command)
+    finally:
+        for vector in vectors:
+            vector.close()
+    return Path(output_path)
+
+
+def _merged_tensor(name: str, cp: Checkpoint, merge: Merge, dtype_override) -> OutputTensor:
+    info = cp.infos[name]
+    dtype = dtype_override if dtype_override is not None and info.is_float else info.dtype
+    compute = lambda start, stop: merge.rows(name, start, stop, cp.read(name, start, stop), dtype)  # noqa: E731
+    return OutputTensor(TensorSpec(name, dtype, info.shape), compute)
+
+
+def _changed_rows(merge: Merge, vector) -> set[int]:
+    return set(merge.special_rows.get(vector.embeddings.input, {}))
+
+
+def _as_given(option, applied: dict):
+    """What the card records for --special_tokens_map: the map applied, and that `auto` chose it."""
+    return f"auto: {applied}" if option == "auto" else applied
+
+
+def _record(cp_model_path, vectors, ratios, skip_embed, special_tokens_map, dtype, align_vocab, alignments) -> dict:
+    options = {"skip_embed": skip_embed, "align_vocab": align_vocab, "special_tokens_map": special_tokens_map, "dtype": dtype}
+    if alignments:
+        options["vocabulary rows (first chat vector)"] = alignments[0].summary()
+    return {
+        "cp_model": str(cp_model_path),
+        "chat_vectors": [
+            {"path": v.path, "base_model": v.meta["base_model"], "chat_model": v.meta["chat_model"], "ratio": r}
+            for v, r in zip(vectors, ratios)
+        ],
+        "options": options,
+        "tool_version": __version__,
+    }

@@ -1,0 +1,241 @@
+"""Read a model directory's weights lazily: names, dtypes and shapes up front, bytes on demand."""
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ChatVectorError
+
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    file: Path
+    offset: int  # absolute byte offset of the data in a safetensors file; -1 for .bin
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def row_numel(self) -> int:
+        return _numel(self.shape[1:]) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        return _numel(self.shape) * self.dtype.itemsize
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.is_floating_point
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def resolve_model_dir(path_or_id: str, what: str) -> Path:
+    """A local directory, or a hub id found in (or, when online, fetched into) the local hub cache."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if path.exists():
+        raise ChatVectorError(f"{what} {path_or_id} is a file; give the model's directory")
+    if looks_local(path_or_id):
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory; check the path")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    patterns = ["*.json", "*.safetensors", "*.bin", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+    try:
+        return Path(snapshot_download(path_or_id, local_files_only=True, allow_patterns=patterns))
+    except HFValidationError:
+        raise ChatVectorError(f"{what} {path_or_id} does not exist; give a model directory or a hub id") from None
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory, and no hub model of that name in the local "
+                              "Hugging Face cache (HF_HUB_OFFLINE is set); check the path")
+    try:
+        return Path(snapshot_download(path_or_id, allow_patterns=patterns))
+    except Exception as e:
+        raise ChatVectorError(f"{what} {path_or_id} does not exist: no such directory, and it could not be fetched from the hub "
+                              f"({type(e).__name__}); check the path or the hub id") from None
+
+
+def looks_local(path_or_id: str) -> bool:
+    """`./x`, `~/x`, `/abs/x`, `a/b/c`, or `ckpt/x` where `ckpt/` exists here: a path, never a hub id (`org/name`)."""
+    text = str(path_or_id)
+    if text.startswith(("/", ".", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text:
+        return True
+    return text.count("/") == 1 and Path(text).parent.is_dir()
+
+
+def hub_revision(model_dir: Path) -> str | None:
+    """The commit of a hub-cache snapshot (`.../snapshots/<commit>`), recorded instead of a local path."""
+    return model_dir.name if model_dir.parent.name == "snapshots" else None
+
+
+def _weight_files(model_dir: Path, prefix: str) -> tuple[list[Path], str]:
+    """The weight files of a directory, in order, and their format ('safetensors' or 'bin')."""
+    for ext, single in (("safetensors", f"{prefix}.safetensors"), ("bin", "pytorch_model.bin")):
+        index_name = f"{prefix}.safetensors.index.json" if ext == "safetensors" else "pytorch_model.bin.index.json"
+        index = model_dir / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError, TypeError):
+                raise ChatVectorError(f"{index} is not a valid shard index (no weight_map); re-download or re-save the model") from None
+            files = sorted(set(weight_map.values()))
+            missing = [f for f in files if not (model_dir / f).is_file()]
+            if missing:
+                raise ChatVectorError(f"{index} names shard {missing[0]}, which is missing; re-download the model")
+            return [model_dir / f for f in files], ext
+        if (model_dir / single).is_file():
+            return [model_dir / single], ext
+    raise ChatVectorError(f"no weights in {model_dir}: expected {prefix}.safetensors, a sharded index, or pytorch_model.bin")
+
+
+def read_safetensors_header(file: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse a safetensors header and check every tensor lies inside the file (catches truncation)."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ChatVectorError(f"{file} is truncated or not a safetensors file; re-download or re-save it")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > min(size - 8, _MAX_HEADER):
+            raise ChatVectorError(f"{file} has a corrupt header (length {header_len}); re-download or re-save it")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError:
+            raise ChatVectorError(f"{file} has a corrupt header; re-download or re-save it") from None
+    metadata = header.pop("__metadata__", None) or {}
+    data_start, infos = 8 + header_len, {}
+    for name, entry in header.items():
+        try:
+            dtype, shape, (begin, end) = SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise ChatVectorError(f"{file}: tensor {name} has an unsupported or corrupt header entry {entry!r}") from None
+        info = TensorInfo(name, dtype, shape, file, data_start + begin)
+        if end - begin != info.nbytes or data_start + end > size:
+            raise ChatVectorError(f"{file} is truncated or corrupt: tensor {name} lies outside the file; re-download or re-save it")
+        infos[name] = info
+    return infos, metadata
+
+
+class Checkpoint:
+    """Lazy view of a model's weights.
+
+    `read` returns a view into one of two reused buffers, taken in turn: a result stays valid until the
+    second read after it, so one chunk can be written by a background thread while the next is read.
+    """
+
+    def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False):
+        self.dir = Path(model_dir)
+        files, self.format = _weight_files(self.dir, prefix)
+        self.infos: dict[str, TensorInfo] = {}
+        self._bin: dict[str, torch.Tensor] = {}
+        for file in files:
+            infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
+            self.infos.update(infos)
+        self._pin = pin_memory
+        self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
+        self._turn = 0
+        self._fds: dict[Path, int] = {}
+
+    def _load_bin(self, file: Path) -> dict[str, TensorInfo]:
+        try:
+            state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as e:
+            raise ChatVectorError(f"{file} cannot be read as a safe PyTorch checkpoint ({type(e).__name__}); convert it to safetensors") from None
+        infos = {}
+        for name, tensor in state.items():
+            if isinstance(tensor, torch.Tensor):
+                self._bin[name] = tensor
+                infos[name] = TensorInfo(name, tensor.dtype, tuple(tensor.shape), file, -1)
+        return infos
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Rows [start, stop) of a tensor in its stored dtype (a 0-d tensor has one row)."""
+        info = self.infos[name]
+        stop = info.rows if stop is None else stop
+        if info.offset < 0:
+            tensor = self._bin[name]
+            return tensor if not info.shape else tensor[start:stop]
+        row_bytes = info.row_numel * info.dtype.itemsize
+        view = self._next_buffer((stop - start) * row_bytes)
+        self._pread(info, memoryview(view.numpy()), start * row_bytes)
+        shape = (stop - start, *info.shape[1:]) if info.shape else ()
+        return view.view(info.dtype).view(shape)
+
+    def read_rows(self, name: str, rows: list[int]) -> torch.Tensor:
+        """The given rows of a 2-d tensor, in that order; runs of consecutive rows are read in one call."""
+        info = self.infos[name]
+        if info.offset < 0:
+            return self._bin[name][torch.tensor(rows, dtype=torch.long)]
+        row_bytes = info.row_numel * info.dtype.itemsize
+        view = self._next_buffer(len(rows) * row_bytes)
+        memory, at = memoryview(view.numpy()), 0
+        while at < len(rows):
+            run = 1
+            while at + run < len(rows) and rows[at + run] == rows[at] + run:
+                run += 1
+            self._pread(info, memory[at * row_bytes:(at + run) * row_bytes], rows[at] * row_bytes)
+            at += run
+        return view.view(info.dtype).view(len(rows), *info.shape[1:])
+
+    def _next_buffer(self, nbytes: int) -> torch.Tensor:
+        """The other of the two read buffers, grown to nbytes (see the class docstring)."""
+        self._turn ^= 1
+        if self._buffers[self._turn].numel() < nbytes:
+            self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
+        return self._buffers[self._turn][:nbytes]
+
+    def _pread(self, info: TensorInfo, memory: memoryview, offset: int) -> None:
+        """Fill `memory` from the tensor's data at `offset` bytes; a short read means the file shrank."""
+        if os.preadv(self._fd(info.file), [memory], info.offset + offset) != len(memory):
+            raise ChatVectorError(f"{info.file} was truncated while reading {info.name}; re-download or re-save it")
+
+    def _fd(self, file: Path) -> int:
+        if file not in self._fds:
+            self._fds[file] = os.open(file, os.O_RDONLY)
+        return self._fds[file]
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._bin.clear()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_config(model_dir: Path, what: str) -> dict:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise ChatVectorError(f"{what} {model_dir} has no config.json; is it a Hugging Face model directory?")
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise ChatVectorError(f"{path} is not valid JSON; re-download or re-save the model") from None

@@ -1,0 +1,137 @@
+"""The commands: one typed `main` per script (its docstring is its --help), and the console entry points.
+
+The top-level scripts and the `chatvector-*` entry points both land here; heavy imports happen inside
+each main, after the command line has been checked.
+"""
+import sys
+import time
+from typing import Any
+from pathlib import Path
+
+from .cli import as_bool, as_paths, as_ratios, as_token_map, command_line, run
+
+
+def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: str = "auto", device: str = "auto",
+                 max_shard_size: str = "5GB", overwrite: bool = False) -> None:
+    """Extract the chat vector (chat - base) of every floating-point weight into CHAT_VECTOR_PATH.
+
+    Args:
+        base_model_path: base model directory or hub id, e.g. meta-llama/Meta-Llama-3-8B
+        chat_model_path: its chat model, e.g. meta-llama/Meta-Llama-3-8B-Instruct
+        chat_vector_path: output directory
+        dtype: storage dtype: auto (the chat model's own), bfloat16, float16 or float32
+        device: where the arithmetic runs: auto (cuda if available), cpu or cuda
+        max_shard_size: largest output shard, e.g. 2GB (units KB MB GB KiB MiB GiB)
+        overwrite: replace a non-empty output directory
+    """
+    from .extract_vector import extract
+
+    started = time.perf_counter()
+    extract(base_model_path, chat_model_path, chat_vector_path, dtype=dtype, device=device, max_shard_size=max_shard_size,
+            overwrite=as_bool(overwrite, "overwrite"), command=command_line())
+    _report("chat vector", chat_vector_path, "chat_vector", started)
+
+
+def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None, skip_embed: bool = False,
+             special_tokens_map=None, dtype: str = "auto", device: str = "auto", max_shard_size: str = "5GB",
+             overwrite: bool = False, align_vocab: bool = False) -> None:
+    """Add chat vectors to CP_MODEL_PATH (W = W_cp + sum_i ratio_i * CV_i) and write a checkpoint to OUTPUT_PATH.
+
+    Args:
+        cp_model_path: the continually pre-trained (CP) model: directory or hub id
+        chat_vector_path: a chat vector directory, or a list: "['CV1','CV2']"
+        output_path: output directory
+        ratio: one per chat vector: "[0.5,0.5]"; a bare 0.5 for one vector; none means [1] for one vector
+        skip_embed: keep the CP's input-embedding and output-head rows
+        special_tokens_map: "{CP_TOKEN: CHAT_TOKEN}" by id or token string, or auto: these rows become the chat model's
+        dtype: output dtype: auto (the CP's own), bfloat16, float16 or float32
+        device: where the arithmetic runs: auto (cuda if available), cpu or cuda
+        max_shard_size: largest output shard, e.g. 2GB
+        overwrite: replace a non-empty output directory
+        align_vocab: match embedding and output-head rows by token string (extended or reordered vocabularies)
+    """
+    from .add_vectors import add
+
+    started = time.perf_counter()
+    vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
+    add(cp_model_path, vectors, output_path, ratios=as_ratios(ratio, len(vectors)), skip_embed=as_bool(skip_embed, "skip_embed"),
+        special_tokens_map=as_token_map(special_tokens_map), dtype=dtype, device=device, max_shard_size=max_shard_size,
+        overwrite=as_bool(overwrite, "overwrite"), command=command_line(), align_vocab=as_bool(align_vocab, "align_vocab"))
+    _report("model", output_path, "model", started)
+
+
+def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 512, device: str = "auto", dtype: str = "auto",
+              chat_vector=None, ratio=None, skip_embed: bool = False, special_tokens_map=None, align_vocab: bool = False,
+              prompt: str | None = None, **generation_options) -> None:
+    """Multi-turn chat with MODEL_PATH using its chat template; replies stream as they are generated.
+
+    Args:
+        model_path: model directory or hub id
+        sys_prompt: system prompt, kept across `clear`
+        max_new_tokens: longest reply, in tokens
+        device: auto (the GPUs if available), cpu or cuda
+        dtype: auto (the model's own), bfloat16, float16 or float32
+        chat_vector: chat vector directories to add in memory, no checkpoint written: "['CV']"
+        ratio: with --chat_vector, one per vector: "[0.5]"
+        skip_embed: with --chat_vector: keep the model's embedding rows
+        special_tokens_map: with --chat_vector: "{CP_TOKEN: CHAT_TOKEN}" by id or string, or auto
+        align_vocab: with --chat_vector: match embedding rows by token string
+        prompt: answer this one message and exit
+        generation_options: any GenerationConfig option: --do_sample True --temperature 0.7 --top_p 0.9 (greedy by default)
+    """
+    from .chat import generation_options as check_options, load_chat_model, make_reply_fn, terminal_io
+    from .interrupts import cleanup_on_interrupt
+    from .repl import HELP, chat_loop
+
+    options = check_options(generation_options)
+    vectors = as_paths(chat_vector, "--chat_vector") if chat_vector is not None else []
+    model, tokenizer = load_chat_model(
+        model_path, device, dtype, vectors, as_ratios(ratio, len(vectors)) if vectors else None, as_bool(skip_embed, "skip_embed"),
+        as_token_map(special_tokens_map), as_bool(align_vocab, "align_vocab"))
+    interactive = prompt is None and sys.stdin.isatty() and sys.stdout.isatty()
+    read_line, write, stats, prompt_text = terminal_io(interactive)
+    reply = make_reply_fn(model, tokenizer, write, stats, max_new_tokens, options)
+    with cleanup_on_interrupt():  # Ctrl-C stops a reply (KeyboardInterrupt), and quits at the prompt
+        if prompt is not None:
+            history = [{"role": "system", "content": sys_prompt}] if sys_prompt else []
+            reply([*history, {"role": "user", "content": prompt}])
+            return
+        if interactive:
+            write(f"{HELP}\n")
+        chat_loop(reply, read_line, write, sys_prompt, prompt_text)
+
+
+def _report(what: str, path: str, prefix: str, started: float) -> None:
+    """One summary line on stderr: what was written, where, how big, how long."""
+    shards = sorted(Path(path).glob(f"{prefix}*.safetensors"))
+    size = sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+    print(f"wrote {what} {path}: {_human(size)}, {len(shards)} shard{'s' * (len(shards) != 1)}, "
+          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+def _human(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+def generation_options() -> dict[str, type]:
+    """Every option GenerationConfig takes, with its documented type (bool, int, float; else parsed as a literal)."""
+    import re
+
+    from transformers import GenerationConfig
+
+    documented = {name: {"bool": bool, "int": int, "float": float}[kind]
+                  for name, kind in re.findall(r"^\s+(\w+) \(`(bool|int|float)`", GenerationConfig.__doc__ or "", re.M)}
+    names = [k for k in GenerationConfig().to_dict() if not k.startswith("_") and k != "transformers_version"]
+    return {name: documented.get(name, Any) for name in names}
+
+
+def extract_command() -> None:
+    run(extract_main)
+
+
+def add_command() -> None:
+    run(add_main)
+
+
+def chat_command() -> None:
+    run(chat_main, generation_options)

@@ -1,0 +1,131 @@
+"""extract: chat vector = chat model - base model, streamed tensor by tensor into a portable directory."""
+import datetime
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import __version__
+from .arithmetic import Workspace, subtract_into
+from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
+from .embeddings import find_embedding_keys
+from .modelcard import write_vector_card
+from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
+from .tokenizer import copy_generation_config, load_tokenizer
+from .errors import ChatVectorError
+from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
+from .writer import TensorSpec, atomic_output_dir
+
+FORMAT_VERSION = 1
+
+
+def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: Dtype = "auto", device: Device = "auto",
+            max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None) -> Path:
+    """Write chat - base for every floating-point weight, plus what `add` needs, to chat_vector_path.
+
+    Args:
+        base_model_path: the base model (local directory or hub id).
+        chat_model_path: the chat model tuned from it.
+        chat_vector_path: the output directory.
+        dtype: storage dtype; 'auto' keeps each of the chat model's tensors in its own dtype.
+        device: where the arithmetic runs: 'cpu', 'cuda' or 'auto'.
+        max_shard_size: largest shard, e.g. '5GB'.
+        overwrite: replace a non-empty chat_vector_path.
+        command: the command line, recorded in the model card.
+    """
+    base_dir, chat_dir = resolve_model_dir(base_model_path, "base model"), resolve_model_dir(chat_model_path, "chat model")
+    dtype_override, run_device = output_dtype(dtype), resolve_device(device)
+    chat_config = load_config(chat_dir, "chat model")
+    check_same_architecture(load_config(base_dir, "base model"), "base model", chat_config, "chat model")
+    with Checkpoint(base_dir) as base, Checkpoint(chat_dir, pin_memory=run_device.type == "cuda") as chat, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
+        names = float_names(chat.infos)
+        check_same_names(float_names(base.infos), "base model", names, "chat model")
+        # transformers takes seconds to import: find the embeddings and load the tokenizer while the vector streams
+        embeddings_job = side.submit(find_embedding_keys, chat_dir, list(chat.infos))
+        tokenizer_job = side.submit(load_tokenizer, chat_dir, "chat model")
+        rows = {}  # embedding -> the rows base and chat share, when the chat model appended tokens
+        if any(base.infos[n].shape != chat.infos[n].shape for n in names):  # only then are the embedding names needed first
+            embedding_names = embeddings_job.result().names
+            rows = _shared_rows(base.infos, chat.infos, embedding_names, base_dir, tokenizer_job)
+            check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows))  # embeddings: checked above
+        ordered = [n for n in chat.infos if n in names]  # the chat model's file order: sequential reads
+        workspace = Workspace(run_device)
+        nonzero: list[bool] = []  # set once a chunk of the vector is not all zeros
+        outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n), nonzero) for n in ordered]
+        with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp:
+            write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract")
+            if not nonzero:
+                print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
+                      "check that the chat model is the tuned one", file=sys.stderr)
+            embeddings = embeddings_job.result()
+            write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
+            tokenizer_job.result().save_pretrained(tmp)
+            copy_generation_config(chat_dir, tmp)
+            meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
+            (tmp / "chat_vector.json").write_text(json.dumps(meta, indent=2) + "\n")
+            write_vector_card(tmp, Path(chat_vector_path).name, meta, command)
+    return Path(chat_vector_path)
+
+
+def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, tokenizer_job) -> dict[str, int]:
+    """A chat model that appended tokens (32000 -> 32002 rows) keeps a vector for the rows both have,
+    provided the two tokenizers give those ids the same tokens; the new tokens' rows stay in chat_embeddings."""
+    rows = {}
+    for name in embedding_names:
+        base_shape, chat_shape = base_infos[name].shape, chat_infos[name].shape
+        if base_shape != chat_shape:
+            if base_shape[1:] != chat_shape[1:]:
+                raise ChatVectorError(f"tensor {name} has shape {list(base_shape)} in the base model but {list(chat_shape)} in the chat model; are they of one family?")
+            rows[name] = min(base_shape[0], chat_shape[0])
+    shared = min(rows.values(), default=0)
+    if rows and (base_dir / "tokenizer_config.json").is_file():
+        base_tokens = load_tokenizer(base_dir, "base model").convert_ids_to_tokens(list(range(shared)))
+        chat_tokens = tokenizer_job.result().convert_ids_to_tokens(list(range(shared)))
+        differing = [i for i, (a, b) in enumerate(zip(base_tokens, chat_tokens)) if a and b and a != b]  # padding names nothing
+        if differing:
+            raise ChatVectorError(f"the base and chat tokenizers give token id {differing[0]} different tokens "
+                                  f"({base_tokens[differing[0]]!r} vs {chat_tokens[differing[0]]!r}); a chat vector needs the chat model's own base")
+    return rows
+
+
+def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None,
+                   nonzero: list[bool]) -> OutputTensor:
+    info = chat.infos[name]
+    shape = info.shape if rows is None else (rows, *info.shape[1:])
+
+    def compute(start: int, stop: int):
+        chat_rows = workspace.to_device(chat.read(name, start, stop), "chat")
+        shape = tuple(chat_rows.shape)
+        out = workspace.result(shape, dtype)
+        subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
+        out = workspace.to_host(out)
+        if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one
+            nonzero.append(True)
+        return out
+
+    return OutputTensor(TensorSpec(name, dtype, shape), compute)
+
+
+def _copy_tensor(name: str, source: Checkpoint) -> OutputTensor:
+    info = source.infos[name]
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop))
+
+
+def _metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos) -> dict:
+    stored = sorted({str(i.dtype).removeprefix("torch.") for i in infos.values() if i.is_float})
+    return {
+        "format": "chatvector",
+        "format_version": FORMAT_VERSION,
+        "tool_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "base_model": str(base_arg),
+        "chat_model": str(chat_arg),
+        "base_model_revision": hub_revision(base_dir),  # the hub commit for a hub id; None for a local directory
+        "chat_model_revision": hub_revision(chat_dir),
+        "architectures": config.get("architectures") or [],
+        "model_type": config.get("model_type"),
+        "dtype": dtype if dtype != "auto" else "/".join(stored),
+        "embeddings": embeddings.to_json(),
+        "config": config,
+    }

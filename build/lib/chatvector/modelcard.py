@@ -1,0 +1,56 @@
+"""Model cards (README.md with YAML front matter) recording how a vector or a merge was made."""
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+
+def _write(out_dir: Path, data: ModelCardData, body: str) -> None:
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(out_dir / "README.md")
+
+
+def write_vector_card(out_dir: Path, name: str, meta: dict, command: str | None) -> None:
+    data = ModelCardData(base_model=[meta["base_model"], meta["chat_model"]], tags=["chat-vector", "chatvector"], library_name="chatvector")
+    body = f"""# Chat vector: {meta['chat_model']} − {meta['base_model']}
+
+A chat vector (Huang et al., ACL 2024) is the weight difference between a chat model and the base
+model it was tuned from. Add it to a model continually pre-trained from the same base to give that
+model chat ability without instruction tuning:
+
+```
+python add_chat_vector.py CP_MODEL_PATH "['{name}']" OUTPUT_PATH --ratio "[1]"
+```
+
+- base model: `{meta['base_model']}`
+- chat model: `{meta['chat_model']}`
+- architecture: `{', '.join(meta['architectures'])}`, dtype `{meta['dtype']}`
+- embeddings: input `{meta['embeddings']['input_embedding']}`, output `{meta['embeddings']['output_embedding']}`
+- made with chatvector {meta['tool_version']}{_command(command)}
+"""
+    _write(out_dir, data, body)
+
+
+def write_merge_card(out_dir: Path, name: str, record: dict, command: str | None) -> None:
+    vectors = record["chat_vectors"]
+    models = [record["cp_model"], *[m for v in vectors for m in (v["base_model"], v["chat_model"])]]
+    data = ModelCardData(base_model=list(dict.fromkeys(models)), tags=["chat-vector", "merge", "chatvector"], library_name="transformers")
+    rows = "\n".join(f"| `{v['path']}` | `{v['base_model']}` | `{v['chat_model']}` | {v['ratio']} |" for v in vectors)
+    options = "\n".join(f"- {k}: `{v}`" for k, v in record["options"].items())
+    body = f"""# {name}
+
+`{record['cp_model']}` with chat vectors added (Chat Vector, Huang et al., ACL 2024):
+W = W_cp + Σ ratio_i · (W_chat_i − W_base_i), computed in float32 or wider and rounded once.
+
+| chat vector | base model | chat model | ratio |
+|---|---|---|---|
+{rows}
+
+Options:
+{options}
+
+Made with chatvector {record['tool_version']}{_command(command)}
+"""
+    _write(out_dir, data, body)
+
+
+def _command(command: str | None) -> str:
+    return f"\n\nCommand line:\n\n```\n{command}\n```" if command else ""
