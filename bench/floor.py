@@ -1,13 +1,41 @@
-"""The I/O floor: read the input files and write as many output bytes, with plain file copies."""
+"""The I/O floor: read the inputs and write as many bytes as the job writes, with no computation.
+
+    python bench/floor.py kernel|python OUT_DIR OUT_BYTES INPUT...
+
+`kernel` is the cheapest way the kernel can do it: inputs read with os.sendfile into /dev/null, the
+output written with os.copy_file_range from an input into a fresh file on the same filesystem (what
+`cp` does); no byte passes through Python. `python` reads and writes through one reused buffer, as a
+Python program at best can.
+"""
 import os
 import sys
+from pathlib import Path
 
 CHUNK = 16 * 2**20
 
 
-def main(out_dir: str, out_bytes: int, *inputs: str) -> None:
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
+def kernel_floor(out_dir: str, out_bytes: int, inputs: list[str]) -> None:
+    with open(os.devnull, "wb") as null:
+        for path in inputs:
+            with open(path, "rb") as f:
+                size, offset = os.fstat(f.fileno()).st_size, 0
+                while offset < size:
+                    offset += os.sendfile(null.fileno(), f.fileno(), offset, size - offset) or size
+    os.makedirs(out_dir, exist_ok=True)
+    left, sources = out_bytes, iter(inputs * (1 + out_bytes // max(1, sum(os.path.getsize(p) for p in inputs))))
+    with open(os.path.join(out_dir, "out.bin"), "wb") as out:
+        while left > 0:
+            with open(next(sources), "rb") as source:
+                size, offset = os.fstat(source.fileno()).st_size, 0
+                while left > 0 and offset < size:
+                    n = os.copy_file_range(source.fileno(), out.fileno(), min(size - offset, left), offset)
+                    if n == 0:
+                        break
+                    offset, left = offset + n, left - n
+
+
+def python_floor(out_dir: str, out_bytes: int, inputs: list[str]) -> None:
+    view = memoryview(bytearray(CHUNK))
     for path in inputs:
         with open(path, "rb", buffering=0) as f:
             while f.readinto(view):
@@ -22,7 +50,14 @@ def main(out_dir: str, out_bytes: int, *inputs: str) -> None:
                 continue
             out.write(view[:n])
             left -= n
+    source.close()
+
+
+def expand(inputs: list[str]) -> list[str]:
+    """A directory stands for its safetensors files (the vector that extract has just written)."""
+    return [str(p) for i in inputs for p in (sorted(Path(i).glob("*.safetensors")) if Path(i).is_dir() else [Path(i)])]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])
+    method, out_dir, out_bytes, *inputs = sys.argv[1:]
+    {"kernel": kernel_floor, "python": python_floor}[method](out_dir, int(out_bytes), expand(inputs))

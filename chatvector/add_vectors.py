@@ -8,7 +8,8 @@ from .errors import ChatVectorError
 from .merge import Merge, plan_merge
 from .modelcard import write_merge_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
-from .tokenizer import load_tokenizer, output_tokenizer, write_config, write_generation_config
+from .tokenizer import (load_tokenizer, output_tokenizer, read_tokenizer_files, write_config, write_generation_config,
+                        write_output_tokenizer_files)
 from .vector import open_chat_vector
 from .vocab import warn_untrained_rows
 from .writer import TensorSpec, atomic_output_dir
@@ -42,10 +43,14 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
     cp_config = load_config(cp_dir, "CP model")
     pin = run_device.type == "cuda"
     vectors = [open_chat_vector(p, pin_memory=pin) for p in chat_vector_paths]
+    needs_transformers = align_vocab or special_tokens_map == "auto" or (isinstance(special_tokens_map, dict) and any(
+        isinstance(t, str) for pair in special_tokens_map.items() for t in pair))  # tokens matched or rendered by transformers
+    light = None if needs_transformers else read_tokenizer_files([cp_dir, *[v.dir for v in vectors]])
     try:
         with Checkpoint(cp_dir, pin_memory=pin) as cp, ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
-            # transformers takes seconds to import: load the tokenizers while the weights stream (or now, if an option needs them)
-            tokenizers = side.submit(lambda: (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(v.dir, "chat vector") for v in vectors]))
+            # otherwise transformers takes seconds to import: load the tokenizers while the weights stream
+            tokenizers = side.submit(lambda: (light[0], light[1:]) if light else
+                                     (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(v.dir, "chat vector") for v in vectors]))
             merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device,
                                align_vocab, tokenizers.result)
             outputs = [_merged_tensor(name, cp, merge, dtype_override) for name in cp.infos]
@@ -54,11 +59,15 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                 write_tensors(tmp, "model", outputs, max_shard_size, "add")
                 cp_tokenizer, chat_tokenizers = tokenizers.result()
                 write_config(cp_config, dtype if dtype_override else None, tmp)
-                output_tokenizer(cp_tokenizer, chat_tokenizers[-1]).save_pretrained(tmp)
+                if light:
+                    write_output_tokenizer_files(cp_tokenizer, chat_tokenizers[-1], tmp)
+                else:
+                    output_tokenizer(cp_tokenizer, chat_tokenizers[-1]).save_pretrained(tmp)
                 write_generation_config(vectors[-1].dir, cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
                 warn_untrained_rows(cp, vectors[-1], cp_tokenizer, chat_tokenizers[-1], _changed_rows(merge, vectors[-1]))
                 alignment = next(iter(merge.alignments.values()), None)
-                record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype, align_vocab, alignment)
+                record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype,
+                                 align_vocab, alignment)
                 write_merge_card(tmp, Path(output_path).name, record, command)
     finally:
         for vector in vectors:

@@ -27,7 +27,7 @@ def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "au
     if not sys.stderr.isatty():
         logging.disable_progress_bar()  # progress bars only on a terminal
     model_dir = resolve_model_dir(model_path, "model")
-    run_device, torch_dtype = resolve_device(device), output_dtype(dtype)
+    run_device, torch_dtype = resolve_device(device, auto_gpu=True), output_dtype(dtype)
     tokenizer = load_tokenizer(model_dir, "model")
     if not chat_vectors:
         _require_template(tokenizer, model_path)  # before spending time on the weights

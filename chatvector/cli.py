@@ -109,7 +109,7 @@ def run(main: Main, extra_options: ExtraOptions | None = None) -> None:
     except ChatVectorError as e:
         sys.exit(_fail(str(e), 1))
     except KeyboardInterrupt:
-        sys.exit(_fail("interrupted; nothing was written to the output path", 130))
+        sys.exit(_fail(interrupts.MESSAGE.removeprefix("error: "), 130))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         sys.exit(_fail(f"{e.strerror or e}{where}; check the path, its permissions and free disk space", 1))

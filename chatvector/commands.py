@@ -20,13 +20,13 @@ def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: s
         chat_model_path: its chat model, e.g. meta-llama/Meta-Llama-3-8B-Instruct
         chat_vector_path: output directory
         dtype: storage dtype: auto (the chat model's own), bfloat16, float16 or float32
-        device: where the arithmetic runs: auto (cuda if available), cpu or cuda
+        device: where the arithmetic runs: auto (the CPU: it measured as fast as a GPU), cpu or cuda
         max_shard_size: largest output shard, e.g. 2GB (units KB MB GB KiB MiB GiB)
         overwrite: replace a non-empty output directory
     """
+    started = time.perf_counter()
     from .extract_vector import extract
 
-    started = time.perf_counter()
     extract(base_model_path, chat_model_path, chat_vector_path, dtype=dtype, device=device, max_shard_size=max_shard_size,
             overwrite=as_bool(overwrite, "overwrite"), command=command_line())
     _report("chat vector", chat_vector_path, "chat_vector", started)
@@ -45,14 +45,14 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
         skip_embed: keep the CP's input-embedding and output-head rows
         special_tokens_map: "{CP_TOKEN: CHAT_TOKEN}" by id or token string, or auto: these rows become the chat model's
         dtype: output dtype: auto (the CP's own), bfloat16, float16 or float32
-        device: where the arithmetic runs: auto (cuda if available), cpu or cuda
+        device: where the arithmetic runs: auto (the CPU: it measured as fast as a GPU), cpu or cuda
         max_shard_size: largest output shard, e.g. 2GB
         overwrite: replace a non-empty output directory
         align_vocab: match embedding and output-head rows by token string (extended or reordered vocabularies)
     """
+    started = time.perf_counter()
     from .add_vectors import add
 
-    started = time.perf_counter()
     vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
     add(cp_model_path, vectors, output_path, ratios=as_ratios(ratio, len(vectors)), skip_embed=as_bool(skip_embed, "skip_embed"),
         special_tokens_map=as_token_map(special_tokens_map), dtype=dtype, device=device, max_shard_size=max_shard_size,

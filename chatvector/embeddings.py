@@ -1,4 +1,5 @@
 """Find the input embedding and output head from the architecture, and build transplanted token rows."""
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,37 @@ class EmbeddingKeys:
     @classmethod
     def from_json(cls, data: dict) -> "EmbeddingKeys":
         return cls(data["input_embedding"], data.get("output_embedding"))
+
+
+# Checkpoint keys of the embedding and head for common architectures, read from config.json and the
+# checkpoint's own key names: building the model on the meta device needs transformers' modelling stack,
+# seconds of import before the first byte (7 s on a GPU server). Other architectures use the meta model.
+_LLAMA_LIKE = ("model.embed_tokens.weight", "lm_head.weight")
+KNOWN_LAYOUTS: dict[str, list[tuple[str, str]]] = {
+    **{model_type: [_LLAMA_LIKE] for model_type in (
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
+        "phi3", "olmo", "olmo2", "granite", "starcoder2", "stablelm", "cohere", "helium", "glm", "smollm3")},
+    "gpt2": [("transformer.wte.weight", "lm_head.weight"), ("wte.weight", "lm_head.weight")],
+    "gpt_neox": [("gpt_neox.embed_in.weight", "embed_out.weight")],
+}
+
+
+def embedding_keys(model_dir: Path, config: dict, checkpoint_keys: Collection[str]) -> EmbeddingKeys:
+    """From config.json and the checkpoint's keys for common architectures; else from the meta-device model."""
+    return known_embedding_keys(config, checkpoint_keys) or find_embedding_keys(model_dir, list(checkpoint_keys))
+
+
+def known_embedding_keys(config: dict, checkpoint_keys: Collection[str]) -> EmbeddingKeys | None:
+    """None for an architecture not listed, or a checkpoint whose keys do not follow its usual layout."""
+    keys = set(checkpoint_keys)
+    for input_key, output_key in KNOWN_LAYOUTS.get(config.get("model_type"), []):
+        if input_key not in keys:
+            continue
+        if output_key in keys:
+            return EmbeddingKeys(input_key, output_key)
+        if config.get("tie_word_embeddings", True):  # transformers' default: the head is the embedding
+            return EmbeddingKeys(input_key, input_key)
+    return None
 
 
 def find_embedding_keys(model_dir: Path, checkpoint_keys: list[str]) -> EmbeddingKeys:

@@ -2,16 +2,15 @@
 import datetime
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import __version__
 from .arithmetic import Workspace, subtract_into
 from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
-from .embeddings import find_embedding_keys
+from .embeddings import embedding_keys
 from .modelcard import write_vector_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
-from .tokenizer import copy_generation_config, load_tokenizer
+from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
 from .writer import TensorSpec, atomic_output_dir
@@ -37,17 +36,14 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
     dtype_override, run_device = output_dtype(dtype), resolve_device(device)
     chat_config = load_config(chat_dir, "chat model")
     check_same_architecture(load_config(base_dir, "base model"), "base model", chat_config, "chat model")
-    with Checkpoint(base_dir) as base, Checkpoint(chat_dir, pin_memory=run_device.type == "cuda") as chat, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
+    require_tokenizer_files(chat_dir, "chat model")
+    with Checkpoint(base_dir) as base, Checkpoint(chat_dir, pin_memory=run_device.type == "cuda") as chat:
         names = float_names(chat.infos)
         check_same_names(float_names(base.infos), "base model", names, "chat model")
-        # transformers takes seconds to import: find the embeddings and load the tokenizer while the vector streams
-        embeddings_job = side.submit(find_embedding_keys, chat_dir, list(chat.infos))
-        tokenizer_job = side.submit(load_tokenizer, chat_dir, "chat model")
+        embeddings = embedding_keys(chat_dir, chat_config, list(chat.infos))  # from config.json: no modelling stack to import
         rows = {}  # embedding -> the rows base and chat share, when the chat model appended tokens
-        if any(base.infos[n].shape != chat.infos[n].shape for n in names):  # only then are the embedding names needed first
-            embedding_names = embeddings_job.result().names
-            rows = _shared_rows(base.infos, chat.infos, embedding_names, base_dir, tokenizer_job)
+        if any(base.infos[n].shape != chat.infos[n].shape for n in names):
+            rows = _shared_rows(base.infos, chat.infos, embeddings.names, base_dir, chat_dir)
             check_same_shapes(base.infos, "base model", chat.infos, "chat model", names - set(rows))  # embeddings: checked above
         ordered = [n for n in chat.infos if n in names]  # the chat model's file order: sequential reads
         workspace = Workspace(run_device)
@@ -58,9 +54,8 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
                       "check that the chat model is the tuned one", file=sys.stderr)
-            embeddings = embeddings_job.result()
             write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
-            tokenizer_job.result().save_pretrained(tmp)
+            copy_tokenizer_files(chat_dir, tmp)  # verbatim: the chat model's own files, template included
             copy_generation_config(chat_dir, tmp)
             meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
             (tmp / "chat_vector.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -68,7 +63,7 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
     return Path(chat_vector_path)
 
 
-def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, tokenizer_job) -> dict[str, int]:
+def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, chat_dir) -> dict[str, int]:
     """A chat model that appended tokens (32000 -> 32002 rows) keeps a vector for the rows both have,
     provided the two tokenizers give those ids the same tokens; the new tokens' rows stay in chat_embeddings."""
     rows = {}
@@ -81,7 +76,7 @@ def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, tokenizer_jo
     shared = min(rows.values(), default=0)
     if rows and (base_dir / "tokenizer_config.json").is_file():
         base_tokens = load_tokenizer(base_dir, "base model").convert_ids_to_tokens(list(range(shared)))
-        chat_tokens = tokenizer_job.result().convert_ids_to_tokens(list(range(shared)))
+        chat_tokens = load_tokenizer(chat_dir, "chat model").convert_ids_to_tokens(list(range(shared)))
         differing = [i for i, (a, b) in enumerate(zip(base_tokens, chat_tokens)) if a and b and a != b]  # padding names nothing
         if differing:
             raise ChatVectorError(f"the base and chat tokenizers give token id {differing[0]} different tokens "

@@ -31,12 +31,17 @@ def output_dtype(dtype: Dtype) -> torch.dtype | None:
     return choices[dtype]
 
 
-def resolve_device(device: Device) -> torch.device:
+def resolve_device(device: Device, auto_gpu: bool = False) -> torch.device:
+    """`auto` is the CPU for streaming arithmetic: on an H100 server the GPU did not beat the CPU (the bottleneck is
+    writing; extract 4.2 s on cuda vs 3.4 s on cpu, add 3.4 vs 3.7 s, 1.1B bf16), and CUDA start-up costs time.
+    With auto_gpu (chat: generation is compute-bound) `auto` takes the GPU when there is one."""
     if device not in ("auto", "cpu", "cuda"):
         raise ChatVectorError(f"--device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ChatVectorError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    if device == "auto":
+        return torch.device("cuda" if auto_gpu and torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def row_ranges(spec: TensorSpec, chunk_numel: int = CHUNK_NUMEL) -> Iterator[tuple[int, int]]:
@@ -51,8 +56,10 @@ def row_ranges(spec: TensorSpec, chunk_numel: int = CHUNK_NUMEL) -> Iterator[tup
 
 @contextmanager
 def _one_torch_thread() -> Iterator[None]:
-    """Elementwise work on a chunk is memory-bound; a second OpenMP thread only spin-waits and takes the
-    core the writer thread needs (measured: 9.3 -> 5.4 CPU-seconds, 8.3 -> 6.7 s for a 1.1B add)."""
+    """Elementwise work on a chunk is memory-bound and writing is the bottleneck: more OpenMP threads only
+    spin-wait and take the cores the writer needs. Measured on a 1.1B add at ratio 0.3: here (2 cores)
+    7.3-7.7 s with 1 thread, 8.2-8.8 s with 2; on a 16-core server 9.6-10.8 s with 1, 9.1-9.6 s with 4,
+    9.5-10.1 s with 8, 9.7-10.5 s with 14 (user CPU 13 -> 85 s): within run-to-run noise, at 6x the CPU."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -36,6 +36,10 @@ def align_vocab(cp_tokenizer, chat_tokenizer, cp_rows: int, vector_rows: int) ->
 
 def template_tokens(chat_tokenizer) -> list[str]:
     """Special tokens the chat template renders (found by rendering it), plus the chat model's eos and bos."""
+    from .tokenizer import TokenizerFiles
+
+    if isinstance(chat_tokenizer, TokenizerFiles):  # read from files, nothing to render with: the template's literal tokens
+        return chat_tokenizer.template_tokens(_sample_conversations())
     special = {chat_tokenizer.convert_ids_to_tokens(i) for i in chat_tokenizer.all_special_ids}
     special |= {t.content for t in getattr(chat_tokenizer, "added_tokens_decoder", {}).values() if t.special}
     special.discard(chat_tokenizer.unk_token)  # the sample messages' own text may contain unknown characters
@@ -123,19 +127,9 @@ def _looks_untrained(cp, vector, name: str, cp_id: int, chat_id: int | None, med
     return untrained
 
 
-def _median_row_norm(cp, name: str) -> float:
-    """Median row norm, a chunk of rows at a time, widened into one reused float32 buffer.
-
-    A fresh float32 temporary per chunk (vector_norm(dtype=...)) is freed into glibc arenas that two
-    torch threads may never reuse: measured growing to a whole float32 copy of a 128k-row embedding.
-    """
-    from .stream import row_ranges
-    from .writer import TensorSpec
-
-    info = cp.infos[name]
-    widened, norms = None, []
-    for start, stop in row_ranges(TensorSpec(name, info.dtype, info.shape)):
-        rows = cp.read(name, start, stop)
-        widened = torch.empty(rows.shape, dtype=torch.float32) if widened is None else widened
-        norms.append(torch.linalg.vector_norm(widened[: len(rows)].copy_(rows), dim=-1))
-    return torch.cat(norms).median().item()
+def _median_row_norm(cp, name: str, sample: int = 4096) -> float:
+    """Median row norm over at most `sample` evenly spaced rows: the threshold is 1e-3 of it, so an estimate
+    serves, and reading a whole 128k-row embedding again (1 GB for Llama-3-8B) would lengthen every add."""
+    rows = cp.infos[name].rows
+    picked = sorted({i * rows // min(rows, sample) for i in range(min(rows, sample))})
+    return torch.linalg.vector_norm(cp.read_rows(name, picked).float(), dim=-1).median().item()

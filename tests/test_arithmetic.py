@@ -114,13 +114,14 @@ def test_the_ulp_oracle_rejects_two_ulps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one is present)")
-def test_cuda_path_writes_the_same_bytes_as_the_cpu_path(trios, tmp_path):
-    llama = trios["llama"]
+@pytest.mark.parametrize("arch, ratio", [("llama", 0.5), ("llama", 0.3), ("gpt2", 1.0), ("gpt2", 0.3)])  # fused and float32 routes
+def test_cuda_path_writes_the_same_bytes_as_the_cpu_path(arch, ratio, trios, tmp_path):
+    trio = trios[arch]
     outputs = {}
     for device in ("cpu", "cuda"):
-        vector = extract(str(llama["base"]), str(llama["chat"]), str(tmp_path / f"cv-{device}"), device=device)
+        vector = extract(str(trio["base"]), str(trio["chat"]), str(tmp_path / f"cv-{device}"), device=device)
         outputs[device] = (load_weights(vector, "chat_vector"), load_weights(add(
-            str(llama["cp"]), [str(vector)], str(tmp_path / f"m-{device}"), ratios=[0.5], special_tokens_map={6: 6}, device=device)))
+            str(trio["cp"]), [str(vector)], str(tmp_path / f"m-{device}"), ratios=[ratio], special_tokens_map={6: 6}, device=device)))
     for cpu, cuda in zip(outputs["cpu"], outputs["cuda"]):
         assert all(torch.equal(cpu[n], cuda[n]) for n in cpu)
 

@@ -12,8 +12,11 @@ def test_bench_small_preset_runs_and_reports_every_measurement(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "results" / "bench-small.json").read_text())
-    assert set(report["medians"]) == {"extract", "extract floor", "add", "add floor"}
+    assert set(report["medians"]) == {"start-up", "extract", "extract floor", "extract floor (python)", "add", "add floor", "add floor (python)"}
     for name, measured in report["medians"].items():
         assert measured["wall_s"] > 0 and measured["peak_rss_bytes"] > 0 and measured["peak_anon_bytes"] > 0, name
     assert report["medians"]["extract"]["vs_floor"] > 0 and "| extract |" in result.stdout
     assert sorted(p.name for p in (tmp_path / "cache" / "small" / "cp").glob("*.safetensors")) == ["model.safetensors"]
+    for job in ("extract", "add"):  # the time to the first tensor byte was seen, and came before the end
+        assert 0 < report["medians"][job]["first_tensor_s"] < report["medians"][job]["wall_s"], job
+        assert report["medians"][job]["user_s"] > 0 and report["spread"][job][0] <= report["medians"][job]["wall_s"]

@@ -4,7 +4,7 @@ import torch
 
 from chatvector import ChatVectorError, add
 from chatvector.checkpoint import Checkpoint
-from chatvector.embeddings import find_embedding_keys
+from chatvector.embeddings import KNOWN_LAYOUTS, find_embedding_keys, known_embedding_keys
 from tests.conftest import assert_within_ulp, load_weights
 
 EXPECTED_KEYS = {
@@ -20,6 +20,50 @@ def test_embeddings_are_found_from_the_architecture_under_their_checkpoint_names
     with Checkpoint(trios[arch]["chat"]) as checkpoint:
         keys = find_embedding_keys(trios[arch]["chat"], list(checkpoint.infos))
     assert (keys.input, keys.output) == EXPECTED_KEYS[arch]
+
+
+@pytest.mark.parametrize("arch", EXPECTED_KEYS)
+def test_config_rules_and_the_meta_model_agree_on_every_architecture_of_the_suite(arch, trios):
+    import json
+
+    model_dir = trios[arch]["chat"]
+    with Checkpoint(model_dir) as checkpoint:
+        keys = list(checkpoint.infos)
+    assert known_embedding_keys(json.loads((model_dir / "config.json").read_text()), keys) == find_embedding_keys(model_dir, keys)
+
+
+# Every listed architecture, tied and untied where the family has both, saved as transformers saves it
+LISTED = sorted({*KNOWN_LAYOUTS} - {"gpt2", "gpt_neox"})
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("model_type", LISTED)
+def test_config_rules_agree_with_the_meta_model_on_every_listed_architecture(model_type, tied, tmp_path):
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                 vocab_size=64, head_dim=8, tie_word_embeddings=tied, moe_intermediate_size=16, num_experts=2, num_local_experts=2,
+                 num_experts_per_tok=1, shared_expert_intermediate_size=16, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **small)).save_pretrained(tmp_path)
+    with Checkpoint(tmp_path) as checkpoint:
+        keys = list(checkpoint.infos)
+    config_json = json.loads((tmp_path / "config.json").read_text())
+    assert known_embedding_keys(config_json, keys) == find_embedding_keys(tmp_path, keys)
+
+
+def test_an_unlisted_architecture_falls_back_to_the_meta_model(trios):
+    import json
+
+    from chatvector.embeddings import embedding_keys
+
+    model_dir = trios["llama"]["chat"]
+    config = {**json.loads((model_dir / "config.json").read_text()), "model_type": "my_llama_fork"}
+    with Checkpoint(model_dir) as checkpoint:
+        keys = list(checkpoint.infos)
+    assert known_embedding_keys(config, keys) is None
+    assert embedding_keys(model_dir, config, keys) == find_embedding_keys(model_dir, keys)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt_neox"])

@@ -69,3 +69,24 @@ def test_vector_directory_is_self_contained(trios, vectors):
     assert meta["embeddings"] == {"input_embedding": "model.embed_tokens.weight", "output_embedding": "lm_head.weight"}
     assert meta["config"] == json.loads((trios["llama"]["chat"] / "config.json").read_text())
     assert AutoTokenizer.from_pretrained(vectors["llama"]).chat_template == AutoTokenizer.from_pretrained(trios["llama"]["chat"]).chat_template
+
+
+def test_tokenizer_files_and_transformers_routes_write_the_same_tokenizer_and_generation_config(trios, vectors, tmp_path):
+    """Ids take the `tokenizers`-only route (no transformers import); a token string needs transformers: same result."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    llama = trios["llama"]
+    by_id = add(str(llama["cp"]), [str(vectors["llama"])], str(tmp_path / "ids"), ratios=[0.5], special_tokens_map={6: 6}, device="cpu")
+    by_name = add(str(llama["cp"]), [str(vectors["llama"])], str(tmp_path / "names"), ratios=[0.5],
+                  special_tokens_map={"<|end|>": "<|end|>"}, device="cpu")
+    a, b = AutoTokenizer.from_pretrained(by_id), AutoTokenizer.from_pretrained(by_name)
+    assert a.get_vocab() == b.get_vocab() and a.chat_template == b.chat_template and a.chat_template
+    assert (a.eos_token, a.bos_token, a.all_special_tokens) == (b.eos_token, b.bos_token, b.all_special_tokens)
+    messages = [{"role": "user", "content": "hello"}]
+    assert a.apply_chat_template(messages, add_generation_prompt=True) == b.apply_chat_template(messages, add_generation_prompt=True)
+    strip = lambda path: {k: v for k, v in json.loads((path / "generation_config.json").read_text()).items() if k != "transformers_version"}  # noqa: E731
+    assert strip(by_id) == strip(by_name) == {"bos_token_id": 1, "eos_token_id": [6, 2], "pad_token_id": 0}
+    weights_a, weights_b = load_weights(by_id), load_weights(by_name)
+    assert all(torch.equal(weights_a[n], weights_b[n]) for n in weights_a)

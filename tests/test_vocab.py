@@ -201,3 +201,26 @@ def test_chat_align_vocab_gives_the_logits_of_the_checkpoint_add_writes(cps, vec
     with torch.no_grad():
         assert torch.equal(model(ids).logits, AutoModelForCausalLM.from_pretrained(out)(ids).logits)
     assert cps["perm"][6] in model.generation_config.eos_token_id  # <|end|> at the CP's own id
+
+
+LLAMA3 = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + "
+          "'<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+CHATML = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+          "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+@pytest.mark.parametrize("template", [None, LLAMA3, CHATML], ids=["phi3-like", "llama3-like", "chatml-refusing-system"])
+def test_template_tokens_from_the_files_equal_transformers_rendering(template, tmp_path):
+    from transformers import AutoTokenizer
+
+    from chatvector.tokenizer import TokenizerFiles
+    from chatvector.vocab import template_tokens
+    from tests.tiny_models import TEMPLATE, make_tokenizer
+
+    tokenizer = make_tokenizer(chat_template=template or TEMPLATE)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|im_start|>",
+                                                                "<|im_end|>"]})
+    tokenizer.save_pretrained(tmp_path)
+    expected = template_tokens(AutoTokenizer.from_pretrained(tmp_path))
+    assert template_tokens(TokenizerFiles(tmp_path)) == expected and len(expected) >= 3
