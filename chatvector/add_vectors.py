@@ -5,6 +5,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .errors import ChatVectorError
+from .lineage import verify_lineage
 from .merge import Merge, plan_merge
 from .modelcard import write_merge_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
@@ -17,7 +18,8 @@ from .writer import TensorSpec, atomic_output_dir
 
 def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
         skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: Dtype = "auto", device: Device = "auto",
-        max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False) -> Path:
+        max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False,
+        check_lineage: bool = True) -> Path:
     """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
 
     Args:
@@ -34,6 +36,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
         overwrite: replace a non-empty output_path.
         command: the command line, recorded in the model card.
         align_vocab: match embedding and output-head rows by token string between the CP and chat tokenizers.
+        check_lineage: refuse a CP that does not descend from a vector's base (compared on the vector's base fingerprint).
     """
     ratios = [1.0] * len(chat_vector_paths) if ratios is None and len(chat_vector_paths) == 1 else ratios
     if not chat_vector_paths or ratios is None or len(ratios) != len(chat_vector_paths):
@@ -53,6 +56,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                                      (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(v.dir, "chat vector") for v in vectors]))
             merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device,
                                align_vocab, tokenizers.result)
+            lineage = verify_lineage(cp, vectors) if check_lineage else {v.path: "not checked (--check_lineage False)" for v in vectors}
             outputs = [_merged_tensor(name, cp, merge, dtype_override) for name in cp.infos]
             inputs = [cp_dir, *[v.dir for v in vectors]]
             with atomic_output_dir(Path(output_path), overwrite, inputs) as tmp:
@@ -68,6 +72,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                 alignment = next(iter(merge.alignments.values()), None)
                 record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype,
                                  align_vocab, alignment)
+                record["options"]["lineage"] = lineage
                 write_merge_card(tmp, Path(output_path).name, record, command)
     finally:
         for vector in vectors:

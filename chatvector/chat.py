@@ -9,6 +9,7 @@ import torch
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .embeddings import checkpoint_to_model_key
 from .errors import ChatVectorError
+from .lineage import verify_lineage
 from .merge import plan_merge
 from .stream import Device, Dtype, output_dtype, resolve_device, row_ranges
 from .tokenizer import load_tokenizer
@@ -19,7 +20,7 @@ from .writer import TensorSpec
 
 def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "auto", chat_vectors: list[str] = (),
                     ratios: list[float] | None = None, skip_embed: bool = False, special_tokens_map: dict | str | None = None,
-                    align_vocab: bool = False):
+                    align_vocab: bool = False, check_lineage: bool = True):
     """The model and tokenizer, with chat vectors added exactly as `add` would write them."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
@@ -37,7 +38,8 @@ def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "au
     except Exception as e:
         raise ChatVectorError(f"cannot load {model_path} with transformers ({type(e).__name__}: {e})") from None
     if chat_vectors:
-        apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab, tokenizer)
+        apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab, tokenizer,
+                        check_lineage)
         _adopt_vector_chat_setup(tokenizer, model, resolve_model_dir(chat_vectors[-1], "chat vector"))
     _require_template(tokenizer, model_path)
     return model.eval(), tokenizer
@@ -51,7 +53,7 @@ def _require_template(tokenizer, model_path: str) -> None:
 
 @torch.no_grad()
 def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], ratios: list[float], skip_embed: bool,
-                    special_tokens_map: dict | str, align_vocab: bool = False, tokenizer=None) -> None:
+                    special_tokens_map: dict | str, align_vocab: bool = False, tokenizer=None, check_lineage: bool = True) -> None:
     """Merge each weight in place, a chunk of rows at a time, with the very rules `add` uses."""
     if len(ratios) != len(paths):
         raise ChatVectorError(f"--ratio has {len(ratios)} values for {len(paths)} chat vectors; give one ratio per chat vector")
@@ -63,6 +65,8 @@ def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], r
             tokenizers = lambda: (tokenizer or load_tokenizer(model_dir, "model"), [load_tokenizer(v.dir, "chat vector") for v in vectors])  # noqa: E731
             merge = plan_merge(stored.infos, load_config(model_dir, "model"), vectors, ratios, skip_embed, special_tokens_map,
                                next(model.parameters()).device, align_vocab, tokenizers)
+            if check_lineage:
+                verify_lineage(stored, vectors, "model")
             done = set()
             for name in sorted(merge.names):
                 param = params.get(to_model_key(name))

@@ -185,6 +185,15 @@ class Checkpoint:
         shape = (stop - start, *info.shape[1:]) if info.shape else ()
         return view.view(info.dtype).view(shape)
 
+    def read_elements(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Flat elements [start, stop) of a tensor, as a new tensor (a few hundred: the lineage sample)."""
+        info = self.infos[name]
+        if info.offset < 0:
+            return self._bin[name].reshape(-1)[start:stop].clone()
+        data = torch.empty((stop - start) * info.dtype.itemsize, dtype=torch.uint8)
+        self._pread(info, memoryview(data.numpy()), start * info.dtype.itemsize)
+        return data.view(info.dtype)
+
     def read_rows(self, name: str, rows: list[int]) -> torch.Tensor:
         """The given rows of a 2-d tensor, in that order; runs of consecutive rows are read in one call."""
         info = self.infos[name]

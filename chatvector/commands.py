@@ -34,7 +34,7 @@ def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: s
 
 def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None, skip_embed: bool = False,
              special_tokens_map=None, dtype: str = "auto", device: str = "auto", max_shard_size: str = "5GB",
-             overwrite: bool = False, align_vocab: bool = False) -> None:
+             overwrite: bool = False, align_vocab: bool = False, check_lineage: bool = True) -> None:
     """Add chat vectors to CP_MODEL_PATH (W = W_cp + sum_i ratio_i * CV_i) and write a checkpoint to OUTPUT_PATH.
 
     Args:
@@ -49,6 +49,7 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
         max_shard_size: largest output shard, e.g. 2GB
         overwrite: replace a non-empty output directory
         align_vocab: match embedding and output-head rows by token string (extended or reordered vocabularies)
+        check_lineage: refuse a CP that does not descend from the vector's base model (False: merge anyway)
     """
     started = time.perf_counter()
     from .add_vectors import add
@@ -56,13 +57,14 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
     vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
     add(cp_model_path, vectors, output_path, ratios=as_ratios(ratio, len(vectors)), skip_embed=as_bool(skip_embed, "skip_embed"),
         special_tokens_map=as_token_map(special_tokens_map), dtype=dtype, device=device, max_shard_size=max_shard_size,
-        overwrite=as_bool(overwrite, "overwrite"), command=command_line(), align_vocab=as_bool(align_vocab, "align_vocab"))
+        overwrite=as_bool(overwrite, "overwrite"), command=command_line(), align_vocab=as_bool(align_vocab, "align_vocab"),
+        check_lineage=as_bool(check_lineage, "check_lineage"))
     _report("model", output_path, "model", started)
 
 
 def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 512, device: str = "auto", dtype: str = "auto",
               chat_vector=None, ratio=None, skip_embed: bool = False, special_tokens_map=None, align_vocab: bool = False,
-              prompt: str | None = None, **generation_options) -> None:
+              prompt: str | None = None, check_lineage: bool = True, **generation_options) -> None:
     """Multi-turn chat with MODEL_PATH using its chat template; replies stream as they are generated.
 
     Args:
@@ -77,6 +79,7 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
         special_tokens_map: with --chat_vector: "{CP_TOKEN: CHAT_TOKEN}" by id or string, or auto
         align_vocab: with --chat_vector: match embedding rows by token string
         prompt: answer this one message and exit
+        check_lineage: with --chat_vector: refuse a model that does not descend from the vector's base
         generation_options: any GenerationConfig option: --do_sample True --temperature 0.7 --top_p 0.9 (greedy by default)
     """
     from .chat import generation_options as check_options, load_chat_model, make_reply_fn, terminal_io
@@ -87,7 +90,7 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
     vectors = as_paths(chat_vector, "--chat_vector") if chat_vector is not None else []
     model, tokenizer = load_chat_model(
         model_path, device, dtype, vectors, as_ratios(ratio, len(vectors)) if vectors else None, as_bool(skip_embed, "skip_embed"),
-        as_token_map(special_tokens_map), as_bool(align_vocab, "align_vocab"))
+        as_token_map(special_tokens_map), as_bool(align_vocab, "align_vocab"), as_bool(check_lineage, "check_lineage"))
     interactive = prompt is None and sys.stdin.isatty() and sys.stdout.isatty()
     read_line, write, stats, prompt_text = terminal_io(interactive)
     reply = make_reply_fn(model, tokenizer, write, stats, max_new_tokens, options)

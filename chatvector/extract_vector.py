@@ -8,6 +8,7 @@ from . import __version__
 from .arithmetic import Workspace, subtract_into
 from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
 from .embeddings import embedding_keys
+from .lineage import FINGERPRINT_FILE, RULE, write_fingerprint
 from .modelcard import write_vector_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
@@ -55,6 +56,7 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
                       "check that the chat model is the tuned one", file=sys.stderr)
             write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
+            write_fingerprint(base, ordered, tmp)  # a few positional reads per weight: how add checks a CP's lineage
             copy_tokenizer_files(chat_dir, tmp)  # verbatim: the chat model's own files, template included
             copy_generation_config(chat_dir, tmp)
             meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
@@ -122,5 +124,6 @@ def _metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings,
         "model_type": config.get("model_type"),
         "dtype": dtype if dtype != "auto" else "/".join(stored),
         "embeddings": embeddings.to_json(),
+        "base_fingerprint": {"file": FINGERPRINT_FILE, "rule": RULE},
         "config": config,
     }

@@ -84,7 +84,7 @@ def build_trio(root: Path, arch: str = "llama", dtype: torch.dtype = torch.float
     save_model(config, shifted(0.02), paths["chat"], dtype, chat_tokenizer or make_tokenizer(), legacy_bin, **save_kwargs)
     # chat models end turns on several ids (Llama-3: <|eot_id|> and <|end_of_text|>)
     GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
-    save_model(config, shifted(0.02), paths["cp"], dtype, plain, legacy_bin, **save_kwargs)
+    save_model(config, shifted(0.004), paths["cp"], dtype, plain, legacy_bin, **save_kwargs)  # CP: close to its base (lineage)
     return paths
 
 
