@@ -45,15 +45,16 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
     dtype_override, run_device = output_dtype(dtype), resolve_device(device)
     cp_config = load_config(cp_dir, "CP model")
     pin = run_device.type == "cuda"
-    vectors = [open_chat_vector(p, pin_memory=pin) for p in chat_vector_paths]
+    vectors = [open_chat_vector(p, pin_memory=pin, cp=(cp_dir, cp_config)) for p in chat_vector_paths]
     needs_transformers = align_vocab or special_tokens_map == "auto" or (isinstance(special_tokens_map, dict) and any(
         isinstance(t, str) for pair in special_tokens_map.items() for t in pair))  # tokens matched or rendered by transformers
-    light = None if needs_transformers else read_tokenizer_files([cp_dir, *[v.dir for v in vectors]])
+    chat_dirs = [v.chat_dir or cp_dir for v in vectors]  # a reference vector whose chat model is gone: the CP's own
+    light = None if needs_transformers else read_tokenizer_files([cp_dir, *chat_dirs])
     try:
         with Checkpoint(cp_dir, pin_memory=pin) as cp, ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
             # otherwise transformers takes seconds to import: load the tokenizers while the weights stream
             tokenizers = side.submit(lambda: (light[0], light[1:]) if light else
-                                     (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(v.dir, "chat vector") for v in vectors]))
+                                     (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(d, "chat vector") for d in chat_dirs]))
             merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device,
                                align_vocab, tokenizers.result)
             lineage = verify_lineage(cp, vectors) if check_lineage else {v.path: "not checked (--check_lineage False)" for v in vectors}
@@ -67,8 +68,9 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                     write_output_tokenizer_files(cp_tokenizer, chat_tokenizers[-1], tmp)
                 else:
                     output_tokenizer(cp_tokenizer, chat_tokenizers[-1]).save_pretrained(tmp)
-                write_generation_config(vectors[-1].dir, cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
-                warn_untrained_rows(cp, vectors[-1], cp_tokenizer, chat_tokenizers[-1], _changed_rows(merge, vectors[-1]))
+                write_generation_config(chat_dirs[-1], cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
+                if vectors[-1].chat_embeddings is not None:  # a reference-format vector has no chat rows to compare with
+                    warn_untrained_rows(cp, vectors[-1], cp_tokenizer, chat_tokenizers[-1], _changed_rows(merge, vectors[-1]))
                 alignment = next(iter(merge.alignments.values()), None)
                 record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype,
                                  align_vocab, alignment)

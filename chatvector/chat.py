@@ -38,9 +38,10 @@ def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "au
     except Exception as e:
         raise ChatVectorError(f"cannot load {model_path} with transformers ({type(e).__name__}: {e})") from None
     if chat_vectors:
-        apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab, tokenizer,
-                        check_lineage)
-        _adopt_vector_chat_setup(tokenizer, model, resolve_model_dir(chat_vectors[-1], "chat vector"))
+        chat_dir = apply_in_memory(model, model_dir, list(chat_vectors), ratios or [1.0], skip_embed, special_tokens_map or {}, align_vocab,
+                                   tokenizer, check_lineage)
+        if chat_dir is not None:
+            _adopt_vector_chat_setup(tokenizer, model, chat_dir)
     _require_template(tokenizer, model_path)
     return model.eval(), tokenizer
 
@@ -53,17 +54,21 @@ def _require_template(tokenizer, model_path: str) -> None:
 
 @torch.no_grad()
 def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], ratios: list[float], skip_embed: bool,
-                    special_tokens_map: dict | str, align_vocab: bool = False, tokenizer=None, check_lineage: bool = True) -> None:
-    """Merge each weight in place, a chunk of rows at a time, with the very rules `add` uses."""
+                    special_tokens_map: dict | str, align_vocab: bool = False, tokenizer=None, check_lineage: bool = True) -> Path | None:
+    """Merge each weight in place, a chunk of rows at a time, with the very rules `add` uses.
+
+    Returns the directory of the last vector's chat model (its template and end-of-turn ids), if it has one."""
     if len(ratios) != len(paths):
         raise ChatVectorError(f"--ratio has {len(ratios)} values for {len(paths)} chat vectors; give one ratio per chat vector")
-    vectors = [open_chat_vector(p) for p in paths]
+    config = load_config(model_dir, "model")
+    vectors = [open_chat_vector(p, cp=(model_dir, config)) for p in paths]
     params = dict(model.named_parameters(remove_duplicate=False))
     to_model_key = checkpoint_to_model_key(model)
     try:
         with Checkpoint(model_dir) as stored:  # headers only: the checkpoint's names, shapes and dtypes
-            tokenizers = lambda: (tokenizer or load_tokenizer(model_dir, "model"), [load_tokenizer(v.dir, "chat vector") for v in vectors])  # noqa: E731
-            merge = plan_merge(stored.infos, load_config(model_dir, "model"), vectors, ratios, skip_embed, special_tokens_map,
+            tokenizers = lambda: (tokenizer or load_tokenizer(model_dir, "model"),  # noqa: E731
+                                  [load_tokenizer(v.chat_dir or model_dir, "chat vector") for v in vectors])
+            merge = plan_merge(stored.infos, config, vectors, ratios, skip_embed, special_tokens_map,
                                next(model.parameters()).device, align_vocab, tokenizers)
             if check_lineage:
                 verify_lineage(stored, vectors, "model")
@@ -76,6 +81,7 @@ def apply_in_memory(model: torch.nn.Module, model_dir: Path, paths: list[str], r
                 for start, stop in row_ranges(TensorSpec(name, param.dtype, tuple(param.shape))):
                     rows = param.data[start:stop] if param.dim() else param.data
                     rows.copy_(merge.rows(name, start, stop, rows, param.dtype))
+        return vectors[-1].chat_dir
     finally:
         for vector in vectors:
             vector.close()

@@ -147,14 +147,19 @@ class Checkpoint:
     second read after it, so one chunk can be written by a background thread while the next is read.
     """
 
-    def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False):
+    def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False, state: dict[str, torch.Tensor] | None = None):
+        """`state`: tensors already mapped from a pickle (a reference-format vector) instead of the directory's files."""
         self.dir = Path(model_dir)
-        files, self.format = _weight_files(self.dir, prefix)
         self.infos: dict[str, TensorInfo] = {}
         self._bin: dict[str, torch.Tensor] = {}
-        for file in files:
-            infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
-            self.infos.update(infos)
+        if state is not None:
+            self.format = "bin"
+            self.infos = self._adopt(state, self.dir)
+        else:
+            files, self.format = _weight_files(self.dir, prefix)
+            for file in files:
+                infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
+                self.infos.update(infos)
         self._pin = pin_memory
         self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
         self._turn = 0
@@ -165,6 +170,9 @@ class Checkpoint:
             state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
         except Exception as e:
             raise ChatVectorError(f"{file} cannot be read as a safe PyTorch checkpoint ({type(e).__name__}); convert it to safetensors") from None
+        return self._adopt(state, file)
+
+    def _adopt(self, state: dict, file: Path) -> dict[str, TensorInfo]:
         infos = {}
         for name, tensor in state.items():
             if isinstance(tensor, torch.Tensor):

@@ -122,6 +122,10 @@ def _special_rows(cp_infos, vectors, ratios, embedding_names, token_map: dict, c
             cp_id = resolve_token(cp_token, cp_tokenizer, "CP", cp_infos[name].rows, name)
             chat_rows = []
             for vector, chat_tokenizer in zip(vectors, chat_tokenizers):
+                if vector.chat_embeddings is None:
+                    raise ChatVectorError(f"{vector.path} is a reference-format chat vector: its chat_embed/chat_lmhead are the base "
+                                          "model's rows, not the chat model's, so --special_tokens_map cannot use them; extract the "
+                                          "vector again with extract_chat_vector.py")
                 chat_id = resolve_token(chat_token, chat_tokenizer, "chat", vector.chat_embeddings.infos[name].rows, f"{name} of {vector.path}")
                 chat_rows.append(vector.chat_embeddings.read(name, chat_id, chat_id + 1)[0].clone())
             rows[name][cp_id] = weighted_mean(chat_rows, ratios, torch.float32)
