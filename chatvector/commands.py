@@ -104,6 +104,41 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
         chat_loop(reply, read_line, write, sys_prompt, prompt_text)
 
 
+def inspect_main(chat_vector_path: str, compare: str | None = None, model: str | None = None, plot: str | None = None,
+                 json: str | None = None, convert: str | None = None, overwrite: bool = False) -> None:
+    """Show what a chat vector changes, per layer and module type (streamed: memory stays a chunk).
+
+    Args:
+        chat_vector_path: a chat vector directory (ours, or one written by the reference script)
+        compare: a second chat vector: adds the cosine between the two, per weight and per layer
+        model: a model (e.g. your CP): changes relative to its weights, and its lineage distance from the vector's base
+        plot: write a heatmap PNG (layers x module types) here, e.g. heatmap.png
+        json: write every number as JSON here, e.g. inspect.json
+        convert: instead, write a reference-format vector (pytorch_model.bin) in chatvector's format to this directory
+        overwrite: with --convert: replace a non-empty output directory
+    """
+    import json as json_module
+
+    from .inspection import inspect_vector, table
+
+    if convert:
+        from .convert import convert_reference
+
+        started = time.perf_counter()
+        convert_reference(chat_vector_path, convert, overwrite=as_bool(overwrite, "overwrite"), command=command_line())
+        _report("chat vector", convert, "chat_vector", started)
+        return
+
+    report = inspect_vector(chat_vector_path, compare, model)
+    print(table(report))
+    if json:
+        Path(json).write_text(json_module.dumps(report.to_json(), indent=2) + "\n")
+    if plot:
+        from .plots import heatmap
+
+        heatmap(report, Path(plot))
+
+
 def _report(what: str, path: str, prefix: str, started: float) -> None:
     """One summary line on stderr: what was written, where, how big, how long."""
     shards = sorted(Path(path).glob(f"{prefix}*.safetensors"))
@@ -134,6 +169,10 @@ def extract_command() -> None:
 
 def add_command() -> None:
     run(add_main)
+
+
+def inspect_command() -> None:
+    run(inspect_main)
 
 
 def chat_command() -> None:

@@ -55,11 +55,11 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
                       "check that the chat model is the tuned one", file=sys.stderr)
-            write_tensors(tmp, "chat_embeddings", [_copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
+            write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
             write_fingerprint(base, ordered, tmp)  # a few positional reads per weight: how add checks a CP's lineage
             copy_tokenizer_files(chat_dir, tmp)  # verbatim: the chat model's own files, template included
             copy_generation_config(chat_dir, tmp)
-            meta = _metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
+            meta = vector_metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)
             (tmp / "chat_vector.json").write_text(json.dumps(meta, indent=2) + "\n")
             write_vector_card(tmp, Path(chat_vector_path).name, meta, command)
     return Path(chat_vector_path)
@@ -104,12 +104,14 @@ def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspa
     return OutputTensor(TensorSpec(name, dtype, shape), compute)
 
 
-def _copy_tensor(name: str, source: Checkpoint) -> OutputTensor:
+def copy_tensor(name: str, source: Checkpoint) -> OutputTensor:
+    """A tensor written as it is stored, streamed a chunk of rows at a time."""
     info = source.infos[name]
     return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop))
 
 
-def _metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos) -> dict:
+def vector_metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos, fingerprint: bool = True) -> dict:
+    """chat_vector.json: what `add` needs, and what the models were as the user named them."""
     stored = sorted({str(i.dtype).removeprefix("torch.") for i in infos.values() if i.is_float})
     return {
         "format": "chatvector",
@@ -124,6 +126,6 @@ def _metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings,
         "model_type": config.get("model_type"),
         "dtype": dtype if dtype != "auto" else "/".join(stored),
         "embeddings": embeddings.to_json(),
-        "base_fingerprint": {"file": FINGERPRINT_FILE, "rule": RULE},
+        "base_fingerprint": {"file": FINGERPRINT_FILE, "rule": RULE} if fingerprint else None,
         "config": config,
     }

@@ -1,4 +1,5 @@
 """Vectors written by the reference extract_chat_vector.py are accepted, safely, and add exactly like ours."""
+import json
 import os
 import pickle
 import shutil
@@ -81,3 +82,27 @@ def test_a_model_pickle_is_not_mistaken_for_a_vector(trios, tmp_path):
     torch.save({"model.norm.weight": torch.ones(4)}, plain / "pytorch_model.bin")
     with pytest.raises(ChatVectorError, match="neither a chat vector of the reference script nor ours"):
         add(str(trios["llama"]["cp"]), [str(plain)], str(tmp_path / "out"))
+
+
+def test_convert_writes_our_format_which_adds_exactly_like_a_fresh_extract(trios, vectors, reference_vector, tmp_path):
+    llama = trios["llama"]
+    result = run_script("inspect_chat_vector.py", reference_vector, "--convert", tmp_path / "converted")
+    assert result.returncode == 0 and "wrote chat vector" in result.stderr, result.stderr
+    converted = tmp_path / "converted"
+    ours = load_weights(vectors["llama"], "chat_vector")
+    mine = load_weights(converted, "chat_vector")
+    assert set(mine) == set(ours) and all(torch.equal(mine[n], ours[n]) for n in ours)
+    assert all(torch.equal(a, b) for a, b in zip(load_weights(converted, "chat_embeddings").values(),
+                                                    load_weights(vectors["llama"], "chat_embeddings").values()))
+    meta = json.loads((converted / "chat_vector.json").read_text())
+    assert meta["converted_from"] == str(reference_vector) and meta["base_fingerprint"]  # the base was readable: fingerprinted
+    # converted, it can transplant special-token rows and pass the lineage check
+    out = add(str(llama["cp"]), [str(converted)], str(tmp_path / "out"), ratios=[0.5], skip_embed=True, special_tokens_map={6: 6})
+    assert torch.equal(load_weights(out)["lm_head.weight"][6], load_weights(llama["chat"])["lm_head.weight"][6])
+    assert "median relative distance" in (out / "README.md").read_text()
+
+
+def test_converting_our_own_format_is_refused(vectors, tmp_path):
+    result = run_script("inspect_chat_vector.py", vectors["llama"], "--convert", tmp_path / "x")
+    assert result.returncode == 1 and "is already a chatvector chat vector; nothing to convert" in result.stderr
+    assert not (tmp_path / "x").exists()
