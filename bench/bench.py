@@ -27,7 +27,7 @@ SIZES = {  # Llama shapes: TinyLlama-1.1B; a small one for the smoke test; Llama
     "default": dict(hidden=2048, intermediate=5632, layers=22, heads=32, kv_heads=4, vocab=32000),
     "small": dict(hidden=256, intermediate=512, layers=2, heads=4, kv_heads=2, vocab=2048),
     "8b-embed": dict(hidden=4096, intermediate=14336, layers=1, heads=32, kv_heads=8, vocab=128256),
-    "3b": dict(hidden=3072, intermediate=8192, layers=28, heads=24, kv_heads=8, vocab=128256),  # Llama-3.2-3B's shape, 6.4 GB
+    "3b": dict(hidden=3072, intermediate=8192, layers=28, heads=24, kv_heads=8, vocab=128256),  # Llama-3.2-3B's shape, 7.2 GB
 }
 FLOOR_TRIES = 2  # floor runs per round; the fastest counts
 

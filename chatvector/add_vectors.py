@@ -6,7 +6,7 @@ from . import __version__
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .errors import ChatVectorError
 from .lineage import verify_lineage
-from .merge import Merge, plan_merge
+from .merge import Merge, needs_token_matching, plan_merge
 from .modelcard import write_merge_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
 from .tokenizer import (load_tokenizer, output_tokenizer, read_tokenizer_files, write_config, write_generation_config,
@@ -46,10 +46,8 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
     cp_config = load_config(cp_dir, "CP model")
     pin = run_device.type == "cuda"
     vectors = [open_chat_vector(p, pin_memory=pin, cp=(cp_dir, cp_config)) for p in chat_vector_paths]
-    needs_transformers = align_vocab or special_tokens_map == "auto" or (isinstance(special_tokens_map, dict) and any(
-        isinstance(t, str) for pair in special_tokens_map.items() for t in pair))  # tokens matched or rendered by transformers
     chat_dirs = [v.chat_dir or cp_dir for v in vectors]  # a reference vector whose chat model is gone: the CP's own
-    light = None if needs_transformers else read_tokenizer_files([cp_dir, *chat_dirs])
+    light = None if needs_token_matching(align_vocab, special_tokens_map or {}) else read_tokenizer_files([cp_dir, *chat_dirs])
     try:
         with Checkpoint(cp_dir, pin_memory=pin) as cp, ThreadPoolExecutor(max_workers=1, thread_name_prefix="transformers") as side:
             # otherwise transformers takes seconds to import: load the tokenizers while the weights stream

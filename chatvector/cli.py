@@ -109,7 +109,7 @@ def run(main: Main, extra_options: ExtraOptions | None = None) -> None:
     except ChatVectorError as e:
         sys.exit(_fail(str(e), 1))
     except KeyboardInterrupt:
-        sys.exit(_fail(interrupts.MESSAGE.removeprefix("error: "), 130))
+        sys.exit(_fail(interrupts.MESSAGE, 130))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         sys.exit(_fail(f"{e.strerror or e}{where}; check the path, its permissions and free disk space", 1))
@@ -232,8 +232,7 @@ def help_text(main: Main, prog: str, takes_extras: bool = False) -> str:
     lines = [usage(main, prog), "", summary, ""]
     lines += [f"  {flag:<{width}}{meaning}" for flag, meaning in rows]
     if takes_extras:
-        extra = meanings.get(next(iter(n for n, p in inspect.signature(main).parameters.items()
-                                       if p.kind is inspect.Parameter.VAR_KEYWORD)), "")
+        extra = meanings.get(next(n for n, p in inspect.signature(main).parameters.items() if p.kind is inspect.Parameter.VAR_KEYWORD), "")
         lines.append(f"  {'--<option>':<{width}}{extra}")
     lines += ["", "Booleans: --flag True|False (or --flag / --noflag). Lists and dicts are quoted: --ratio \"[0.5,0.5]\"."]
     return "\n".join(lines)

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .errors import ChatVectorError
-from .extract_vector import copy_tensor, vector_metadata
+from .extract_vector import vector_metadata
 from .lineage import write_fingerprint
 from .modelcard import write_vector_card
-from .stream import write_tensors
+from .stream import copy_tensor, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files
 from .vector import open_chat_vector
 from .writer import atomic_output_dir

@@ -10,7 +10,7 @@ from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
 from .embeddings import embedding_keys
 from .lineage import FINGERPRINT_FILE, RULE, write_fingerprint
 from .modelcard import write_vector_card
-from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
+from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, resolve_device, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
@@ -102,12 +102,6 @@ def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspa
         return out
 
     return OutputTensor(TensorSpec(name, dtype, shape), compute)
-
-
-def copy_tensor(name: str, source: Checkpoint) -> OutputTensor:
-    """A tensor written as it is stored, streamed a chunk of rows at a time."""
-    info = source.infos[name]
-    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop))
 
 
 def vector_metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos, fingerprint: bool = True) -> dict:

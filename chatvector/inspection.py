@@ -96,8 +96,8 @@ def weight_stats(name: str, vector: Checkpoint, reference: Checkpoint | None = N
             sums["other"] += float((second * second).sum())
     layer, module = layer_and_module(name)
     has_reference = reference is not None or chat is not None
-    return WeightStats(name, layer, module, max(1, torch.Size(info.shape).numel()), sums["delta"] ** 0.5,
-                       sums["reference"] ** 0.5 if has_reference else None, sums["zero"] / max(1, torch.Size(info.shape).numel()),
+    numel = max(1, torch.Size(info.shape).numel())
+    return WeightStats(name, layer, module, numel, sums["delta"] ** 0.5, sums["reference"] ** 0.5 if has_reference else None, sums["zero"] / numel,
                        sums["dot"] if other is not None else None, sums["other"] ** 0.5 if other is not None else None)
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-MESSAGE = "error: interrupted; nothing was written to the output path"
+MESSAGE = "interrupted; nothing was written to the output path"
 _raise_depth = 0
 
 
@@ -24,7 +24,7 @@ def install_handler() -> None:
 def _on_interrupt(signum, frame) -> None:
     if _raise_depth:
         raise KeyboardInterrupt
-    sys.stderr.write(f"\n{MESSAGE}\n")
+    sys.stderr.write(f"\nerror: {MESSAGE}\n")
     sys.stderr.flush()
     os._exit(130)
 

@@ -85,10 +85,9 @@ def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequen
             if cp_infos[name].shape[1:] != vector.tensors.infos[name].shape[1:]:
                 raise ChatVectorError(f"tensor {name} has rows of {list(cp_infos[name].shape[1:])} in the CP model but "
                                       f"{list(vector.tensors.infos[name].shape[1:])} in {what}; the hidden sizes must match")
-    needs_tokenizers = align_vocab or special_tokens_map == "auto" or (
-        isinstance(special_tokens_map, dict) and any(isinstance(t, str) for pair in special_tokens_map.items() for t in pair))
-    cp_tokenizer, chat_tokenizers = tokenizers() if needs_tokenizers and tokenizers else (None, [None] * len(vectors))
-    if needs_tokenizers and cp_tokenizer is None:
+    matching = needs_token_matching(align_vocab, special_tokens_map)
+    cp_tokenizer, chat_tokenizers = tokenizers() if matching and tokenizers else (None, [None] * len(vectors))
+    if matching and cp_tokenizer is None:
         raise ChatVectorError("--align_vocab and token strings in --special_tokens_map need the CP's and chat models' tokenizers")
     alignments = {}
     if align_vocab and not skip_embed:
@@ -100,6 +99,12 @@ def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequen
     special_rows = _special_rows(cp_infos, vectors, ratios, embeddings.names, special_tokens_map, cp_tokenizer, chat_tokenizers)
     skipped = set(embeddings.names) if skip_embed else set()
     return Merge(list(vectors), list(ratios), skipped, special_rows, Workspace(device), names, alignments, dict(special_tokens_map))
+
+
+def needs_token_matching(align_vocab: bool, special_tokens_map: dict | str) -> bool:
+    """Whether the merge matches tokens by string (or renders the chat template, for `auto`): transformers' tokenizers."""
+    return align_vocab or special_tokens_map == "auto" or (
+        isinstance(special_tokens_map, dict) and any(isinstance(t, str) for pair in special_tokens_map.items() for t in pair))
 
 
 def align_vocab_rows(cp_tokenizer, chat_tokenizer, cp_rows: int, vector: ChatVector, name: str) -> VocabAlignment:

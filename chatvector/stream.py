@@ -23,6 +23,12 @@ class OutputTensor:
     compute: Callable[[int, int], torch.Tensor]  # rows [start, stop) in spec.dtype
 
 
+def copy_tensor(name: str, source) -> OutputTensor:
+    """A tensor of a Checkpoint written as it is stored, streamed a chunk of rows at a time."""
+    info = source.infos[name]
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop))
+
+
 def output_dtype(dtype: Dtype) -> torch.dtype | None:
     """None for 'auto': each tensor keeps the dtype of the model the output is made from."""
     choices = {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -65,18 +65,20 @@ class TokenizerFiles:
         return [self.backend.id_to_token(i) for i in ids]
 
     def template_tokens(self, conversations: list[list[dict]]) -> list[str]:
-        """Special tokens the chat template renders for `conversations`, in order, then eos and bos.
+        """Special tokens the chat template renders for `conversations`, in order of appearance, then eos and bos.
 
         Rendered with jinja2 the way transformers renders templates (sandboxed, trim_blocks, lstrip_blocks,
         loop controls, `raise_exception`); a template that refuses a conversation is skipped for it.
         """
         special = [t.content for t in self.backend.get_added_tokens_decoder().values() if t.special]
-        texts = [self._render(messages) for messages in conversations] if self.chat_template else []
-        positions = {t: min((text.find(t) + i * 10**9 for i, text in enumerate(texts) if t in text), default=-1) for t in special}
-        found = sorted((p, t) for t, p in positions.items() if p >= 0)
-        return list(dict.fromkeys([*(t for _, t in found), *(t for t in (self.eos_token, self.bos_token) if t)]))
+        found: list[str] = []
+        for text in self._renderings(conversations):
+            found += sorted((t for t in special if t in text), key=text.find)
+        return list(dict.fromkeys([*found, *(t for t in (self.eos_token, self.bos_token) if t)]))
 
-    def _render(self, messages: list[dict]) -> str:
+    def _renderings(self, conversations: list[list[dict]]) -> list[str]:
+        if not self.chat_template:
+            return []
         from jinja2.exceptions import TemplateError
         from jinja2.ext import loopcontrols
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -86,11 +88,15 @@ class TokenizerFiles:
 
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
         env.globals["raise_exception"] = raise_exception
-        try:
-            return env.from_string(self.chat_template).render(messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
-                                                              eos_token=self.eos_token or "")
-        except Exception:  # a template that refuses this conversation (say, a system message)
-            return ""
+        template = env.from_string(self.chat_template)
+        texts = []
+        for messages in conversations:
+            try:
+                texts.append(template.render(messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
+                                             eos_token=self.eos_token or ""))
+            except Exception:  # a template that refuses this conversation (say, a system message)
+                continue
+        return texts
 
 
 def read_tokenizer_files(model_dirs: list[Path]) -> list[TokenizerFiles] | None:
@@ -110,11 +116,8 @@ def write_output_tokenizer_files(cp: TokenizerFiles, chat: TokenizerFiles, out_d
     if chat.chat_template:
         config.pop("chat_template", None)  # the template lives in chat_template.jinja, as transformers saves it
         (out_dir / "chat_template.jinja").write_text(chat.chat_template)
-    if chat.eos_token and chat.eos_token != cp.eos_token:
-        if chat.eos_token in cp.get_vocab():
-            config["eos_token"] = chat.eos_token
-        else:
-            print(f"warning: the chat model's eos token {chat.eos_token!r} is not in the CP tokenizer; keeping the CP's {cp.eos_token!r}", file=sys.stderr)
+    if adopted_eos(cp, chat):
+        config["eos_token"] = chat.eos_token
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -122,21 +125,28 @@ def output_tokenizer(tokenizer, chat):
     """The CP's tokenizer (every CP token keeps its id) given the chat model's template and eos token."""
     if chat.chat_template:
         tokenizer.chat_template = chat.chat_template
-    if chat.eos_token and chat.eos_token != tokenizer.eos_token:
-        if chat.eos_token in tokenizer.get_vocab():
-            tokenizer.eos_token = chat.eos_token
-        else:
-            print(f"warning: the chat model's eos token {chat.eos_token!r} is not in the CP tokenizer; keeping the CP's {tokenizer.eos_token!r}", file=sys.stderr)
+    if adopted_eos(tokenizer, chat):
+        tokenizer.eos_token = chat.eos_token
     return tokenizer
 
 
-def write_generation_config(vector_dir: Path, cp_dir: Path, chat_tokenizer, cp_tokenizer, out_dir: Path) -> None:
+def adopted_eos(cp, chat) -> bool:
+    """Whether the output takes the chat model's eos token: it differs from the CP's and the CP's vocabulary has it."""
+    if not chat.eos_token or chat.eos_token == cp.eos_token:
+        return False
+    if chat.eos_token not in cp.get_vocab():
+        print(f"warning: the chat model's eos token {chat.eos_token!r} is not in the CP tokenizer; keeping the CP's {cp.eos_token!r}", file=sys.stderr)
+        return False
+    return True
+
+
+def write_generation_config(chat_dir: Path, cp_dir: Path, chat_tokenizer, cp_tokenizer, out_dir: Path) -> None:
     """The chat model's generation config with its special-token ids translated to the CP's ids by token string."""
-    source = vector_dir if (vector_dir / "generation_config.json").is_file() else cp_dir
+    source = chat_dir if (chat_dir / "generation_config.json").is_file() else cp_dir
     if not (source / "generation_config.json").is_file():
         return
     config = json.loads((source / "generation_config.json").read_text())
-    if source == vector_dir:
+    if source == chat_dir:
         from .vocab import translate_ids
 
         for key in ("eos_token_id", "bos_token_id", "pad_token_id"):

@@ -38,7 +38,7 @@ def template_tokens(chat_tokenizer) -> list[str]:
     """Special tokens the chat template renders (found by rendering it), plus the chat model's eos and bos."""
     from .tokenizer import TokenizerFiles
 
-    if isinstance(chat_tokenizer, TokenizerFiles):  # read from files, nothing to render with: the template's literal tokens
+    if isinstance(chat_tokenizer, TokenizerFiles):  # read with `tokenizers`: rendered with jinja2 as transformers would
         return chat_tokenizer.template_tokens(_sample_conversations())
     special = {chat_tokenizer.convert_ids_to_tokens(i) for i in chat_tokenizer.all_special_ids}
     special |= {t.content for t in getattr(chat_tokenizer, "added_tokens_decoder", {}).values() if t.special}
