@@ -21,7 +21,11 @@ demo: install
 	run() { printf '+'; printf ' %q' "$$@"; echo; "$$@"; }; \
 	run $(PYTHON) extract_chat_vector.py $(DEMO)/base $(DEMO)/chat $(DEMO)/chat_vector --overwrite True; \
 	run $(PYTHON) add_chat_vector.py $(DEMO)/cp "['$(DEMO)/chat_vector']" $(DEMO)/cp_chat --ratio "[0.5]" --overwrite True; \
-	run $(PYTHON) chat.py $(DEMO)/cp_chat --prompt "hello" --max_new_tokens 8
+	run $(PYTHON) chat.py $(DEMO)/cp_chat --prompt "hello" --max_new_tokens 8; \
+	run $(PYTHON) extract_chat_vector.py $(DEMO)/switch/base $(DEMO)/switch/chat $(DEMO)/switch/chat_vector --overwrite True; \
+	rm -rf $(DEMO)/sweep; \
+	run $(PYTHON) sweep_ratios.py $(DEMO)/switch/cp "['$(DEMO)/switch/chat_vector']" --language zh-Hant \
+		--ratios "[0,0.25,0.5,0.6,0.7,0.75,0.8,0.9,1]" --max_new_tokens 48 --out $(DEMO)/sweep
 
 test: install
 	$(PYTHON) -m pytest -q tests

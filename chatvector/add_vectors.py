@@ -19,7 +19,7 @@ from .writer import TensorSpec, atomic_output_dir
 def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
         skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: Dtype = "auto", device: Device = "auto",
         max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False,
-        check_lineage: bool = True) -> Path:
+        check_lineage: bool = True, card_notes: str | None = None) -> Path:
     """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
 
     Args:
@@ -37,6 +37,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
         command: the command line, recorded in the model card.
         align_vocab: match embedding and output-head rows by token string between the CP and chat tokenizers.
         check_lineage: refuse a CP that does not descend from a vector's base (compared on the vector's base fingerprint).
+        card_notes: markdown appended to the model card (the sweep's table, for --write_best).
     """
     ratios = [1.0] * len(chat_vector_paths) if ratios is None and len(chat_vector_paths) == 1 else ratios
     if not chat_vector_paths or ratios is None or len(ratios) != len(chat_vector_paths):
@@ -73,7 +74,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                 record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype,
                                  align_vocab, alignment)
                 record["options"]["lineage"] = lineage
-                write_merge_card(tmp, Path(output_path).name, record, command)
+                write_merge_card(tmp, Path(output_path).name, record, command, card_notes)
     finally:
         for vector in vectors:
             vector.close()

@@ -62,6 +62,22 @@ def as_ratios(value: Any, count: int) -> list[float]:
     return [float(r) for r in ratios]
 
 
+def as_ratio_grid(value: Any, count: int) -> list[list[float]]:
+    """The sweep's points: "[0,0.5,1]" for one vector, "[[0.5,0.5],[1,0.5]]" (one ratio per vector in each) for several."""
+    example = "\"[0,0.25,0.5,0.75,1]\"" if count == 1 else f"\"[{[0.5] * count},{[1.0] * count}]\""
+    if value is None:
+        if count == 1:
+            return [[0.0], [0.25], [0.5], [0.75], [1.0]]
+        raise ChatVectorError(f"{count} chat vectors need --ratios with one list per point, e.g. --ratios {example}")
+    points = as_list(value, "--ratios")
+    number = lambda r: isinstance(r, (int, float)) and not isinstance(r, bool)  # noqa: E731
+    grid = [[p] if number(p) and count == 1 else list(p) if isinstance(p, (list, tuple)) else None for p in points]
+    if not grid or any(g is None or len(g) != count or not all(map(number, g)) for g in grid):
+        raise ChatVectorError(f"--ratios must list {'numbers' if count == 1 else f'lists of {count} numbers'} for "
+                              f"{count} chat vector{'s' if count > 1 else ''}, e.g. --ratios {example}; got {value!r}")
+    return [[float(r) for r in g] for g in grid]
+
+
 def as_token_map(value: Any) -> dict[int | str, int | str] | str:
     """`{cp_token: chat_token}` by id or token string, or the word 'auto'."""
     if value is None or value == {} or value == "":
@@ -108,8 +124,8 @@ def run(main: Main, extra_options: ExtraOptions | None = None) -> None:
         sys.exit(_fail(f"{e} (see {prog} --help)", 2))
     except ChatVectorError as e:
         sys.exit(_fail(str(e), 1))
-    except KeyboardInterrupt:
-        sys.exit(_fail(interrupts.MESSAGE, 130))
+    except KeyboardInterrupt as e:
+        sys.exit(_fail(str(e) or interrupts.MESSAGE, 130))
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         sys.exit(_fail(f"{e.strerror or e}{where}; check the path, its permissions and free disk space", 1))

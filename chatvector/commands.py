@@ -8,7 +8,7 @@ import time
 from typing import Any
 from pathlib import Path
 
-from .cli import as_bool, as_paths, as_ratios, as_token_map, command_line, run
+from .cli import as_bool, as_paths, as_ratio_grid, as_ratios, as_token_map, command_line, run
 
 
 def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: str = "auto", device: str = "auto",
@@ -104,6 +104,63 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
         chat_loop(reply, read_line, write, sys_prompt, prompt_text)
 
 
+def sweep_main(cp_model_path: str, chat_vector_path, language: str, ratios=None, prompts: str = "builtin", out: str | None = None,
+               max_new_tokens: int = 256, batch_size: int = 8, device: str = "auto", dtype: str = "auto", min_language_rate: float = 0.9,
+               write_best: str | None = None, overwrite: bool = False, sys_prompt: str | None = None, skip_embed: bool = False,
+               align_vocab: bool = False, special_tokens_map=None, check_lineage: bool = True, **generation_options) -> None:
+    """Measure reply language and turn-taking of CP + ratio x chat vector for several ratios, and recommend one.
+
+    Args:
+        cp_model_path: the continually pre-trained (CP) model: directory or hub id
+        chat_vector_path: a chat vector directory, or a list: "['CV1','CV2']"
+        language: the language replies should be in: zh-Hant, zh-Hans, zh (either script), ko, ja, en, or any ISO 639-1 code lingua knows
+        ratios: the ratios to compare; none means "[0,0.25,0.5,0.75,1]" for one vector; several vectors: "[[0.5,0.5],[1,0.5]]"
+        prompts: builtin (42 everyday instructions in zh-Hant, zh-Hans, ko, ja or en), FILE.txt (one per line) or FILE.jsonl ("prompt" field)
+        out: output directory (replies.jsonl, summary.json, summary.md, sweep.png); an existing sweep directory resumes;
+            none means sweep-<model name>-<date-time>
+        max_new_tokens: longest reply, in tokens (a reply that reaches it did not end its turn)
+        batch_size: prompts generated together (left-padded)
+        device: auto (the GPUs if available), cpu or cuda
+        dtype: auto (the model's own), bfloat16, float16 or float32
+        min_language_rate: share of replies that must be in LANGUAGE for a ratio to be recommended
+        write_best: also write the recommended ratio's checkpoint here, with add's code and the sweep's table in its model card
+        overwrite: with --write_best: replace a non-empty directory
+        sys_prompt: system prompt for every conversation
+        skip_embed: keep the CP's embedding rows (as add --skip_embed)
+        align_vocab: match embedding rows by token string (as add --align_vocab)
+        special_tokens_map: "{CP_TOKEN: CHAT_TOKEN}" or auto (as add --special_tokens_map)
+        check_lineage: refuse a CP that does not descend from the vector's base model
+        generation_options: any GenerationConfig option: --repetition_penalty 1.1 (greedy by default, as the paper evaluated)
+    """
+    from .sweep import SweepOptions, sweep
+
+    vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
+    options = SweepOptions(
+        language=language, ratios=as_ratio_grid(ratios, len(vectors)), prompts=prompts, out=out, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, device=device, dtype=dtype, min_language_rate=min_language_rate, write_best=write_best,
+        overwrite=as_bool(overwrite, "overwrite"), sys_prompt=sys_prompt, skip_embed=as_bool(skip_embed, "skip_embed"),
+        align_vocab=as_bool(align_vocab, "align_vocab"), special_tokens_map=as_token_map(special_tokens_map),
+        check_lineage=as_bool(check_lineage, "check_lineage"), generation=generation_options, command=command_line())
+    result = sweep(cp_model_path, vectors, options)
+    print(f"{result.table_text}\n{'recommended' if result.recommended is not None else 'no recommendation'}: {result.reason}")
+    print(f"({result.generated} replies generated, {sum(r['replies'] for r in result.table) - result.generated} resumed; "
+          f"files in {result.out_dir})", file=sys.stderr)
+    if write_best:
+        if result.recommended is None:
+            from .errors import ChatVectorError
+
+            raise ChatVectorError(f"no ratio qualified, so nothing was written to {write_best}; lower --min_language_rate or try other ratios")
+        from .add_vectors import add
+
+        started = time.perf_counter()
+        best = result.recommended if isinstance(result.recommended, list) else [result.recommended]
+        notes = f"## Ratio sweep\n\n{result.title}\n\n{result.table_text}\n{result.reason}\n"
+        add(cp_model_path, vectors, write_best, ratios=best, skip_embed=options.skip_embed, special_tokens_map=options.special_tokens_map,
+            dtype=dtype, overwrite=options.overwrite, command=options.command, align_vocab=options.align_vocab,
+            check_lineage=options.check_lineage, card_notes=notes)
+        _report("model", write_best, "model", started)
+
+
 def inspect_main(chat_vector_path: str, compare: str | None = None, model: str | None = None, plot: str | None = None,
                  json: str | None = None, convert: str | None = None, overwrite: bool = False) -> None:
     """Show what a chat vector changes, per layer and module type (streamed: memory stays a chunk).
@@ -173,6 +230,10 @@ def add_command() -> None:
 
 def inspect_command() -> None:
     run(inspect_main)
+
+
+def sweep_command() -> None:
+    run(sweep_main, generation_options)
 
 
 def chat_command() -> None:

@@ -67,8 +67,8 @@ class Merge:
 
 def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequence[ChatVector], ratios: Sequence[float],
                skip_embed: bool, special_tokens_map: dict | str, device: torch.device, align_vocab: bool = False,
-               tokenizers: Tokenizers | None = None) -> Merge:
-    """Check everything the merge needs before any weight is touched."""
+               tokenizers: Tokenizers | None = None, quiet: bool = False) -> Merge:
+    """Check everything the merge needs before any weight is touched (`quiet`: a re-plan at other ratios, reported already)."""
     names = float_names(cp_infos)
     embeddings = vectors[0].embeddings
     loose = set(embeddings.names) if skip_embed or align_vocab else set()
@@ -92,7 +92,7 @@ def plan_merge(cp_infos: dict[str, TensorInfo], cp_config: dict, vectors: Sequen
     alignments = {}
     if align_vocab and not skip_embed:
         for name in embeddings.names:
-            alignments[name] = [align_vocab_rows(cp_tokenizer, tok, cp_infos[name].rows, v, name) for v, tok in zip(vectors, chat_tokenizers)]
+            alignments[name] = [align_vocab_rows(cp_tokenizer, tok, cp_infos[name].rows, v, name, quiet) for v, tok in zip(vectors, chat_tokenizers)]
     if special_tokens_map == "auto":
         special_tokens_map = auto_token_map(cp_tokenizer, chat_tokenizers[-1])
         print(f"special_tokens_map auto: the chat model's rows for {', '.join(map(repr, special_tokens_map))}", file=sys.stderr)
@@ -107,9 +107,9 @@ def needs_token_matching(align_vocab: bool, special_tokens_map: dict | str) -> b
         isinstance(special_tokens_map, dict) and any(isinstance(t, str) for pair in special_tokens_map.items() for t in pair))
 
 
-def align_vocab_rows(cp_tokenizer, chat_tokenizer, cp_rows: int, vector: ChatVector, name: str) -> VocabAlignment:
+def align_vocab_rows(cp_tokenizer, chat_tokenizer, cp_rows: int, vector: ChatVector, name: str, quiet: bool = False) -> VocabAlignment:
     alignment = align_vocab(cp_tokenizer, chat_tokenizer, cp_rows, vector.tensors.infos[name].rows)
-    if name == vector.embeddings.input:
+    if name == vector.embeddings.input and not quiet:
         report(alignment, vector.path)
     return alignment
 

@@ -29,7 +29,7 @@ python add_chat_vector.py CP_MODEL_PATH "['{name}']" OUTPUT_PATH --ratio "[1]"
     _write(out_dir, data, body)
 
 
-def write_merge_card(out_dir: Path, name: str, record: dict, command: str | None) -> None:
+def write_merge_card(out_dir: Path, name: str, record: dict, command: str | None, notes: str | None = None) -> None:
     vectors = record["chat_vectors"]
     models = [record["cp_model"], *[m for v in vectors for m in (v["base_model"], v["chat_model"])]]
     data = ModelCardData(base_model=list(dict.fromkeys(models)), tags=["chat-vector", "merge", "chatvector"], library_name="transformers")
@@ -48,7 +48,7 @@ Options:
 {options}
 
 Made with chatvector {record['tool_version']}{_command(command)}
-"""
+{f"{chr(10)}{notes}" if notes else ""}"""
     _write(out_dir, data, body)
 
 

@@ -113,7 +113,7 @@ _TMP_MARK = ".chatvector-partial-"
 def atomic_output_dir(output: Path, overwrite: bool, inputs: Sequence[Path]) -> Iterator[Path]:
     """Yield a temporary sibling directory; move it to `output` only if the block finishes."""
     output = Path(output).expanduser().absolute()
-    _check_output(output, overwrite, inputs)
+    check_output(output, overwrite, inputs)
     output.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(output.parent)
     with cleanup_on_interrupt():  # from here on Ctrl-C must unwind through the `finally` that removes tmp
@@ -138,7 +138,7 @@ def _build_then_replace(output: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _check_output(output: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
+def check_output(output: Path, overwrite: bool, inputs: Sequence[Path]) -> None:
     real = Path(os.path.realpath(output))
     for source in inputs:
         source = Path(os.path.realpath(source))

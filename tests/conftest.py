@@ -75,3 +75,15 @@ def run_script(script: str, *args, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=kwargs.pop("timeout", 300), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def switch(tmp_path_factory) -> dict[str, Path]:
+    """The language-switch trio (tests/tiny_models.py) and its chat vector, under 'cv'."""
+    from chatvector import extract
+    from tests.tiny_models import build_language_switch
+
+    root = tmp_path_factory.mktemp("switch")
+    paths = build_language_switch(root)
+    paths["cv"] = extract(str(paths["base"]), str(paths["chat"]), str(root / "cv"), device="cpu")
+    return paths

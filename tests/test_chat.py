@@ -172,3 +172,31 @@ def test_a_terminal_gets_a_coloured_prompt_and_ctrl_c_at_the_prompt_quits(trios,
     os.write(controller, b"\x03")  # Ctrl-C at the prompt
     assert process.wait(timeout=60) == 0
     os.close(controller)
+
+
+def test_ctrl_c_stops_a_reply_even_when_chat_py_was_started_with_sigint_ignored(switch):
+    """A background job of a shell script inherits SIGINT ignored; chat.py installs its handler itself."""
+    import signal
+
+    def ignoring_sigint_terminal():
+        _own_terminal()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    controller, terminal = pty.openpty()
+    # ratio 0: the CP rambles, so the reply runs until it is stopped
+    process = subprocess.Popen([sys.executable, str(ROOT / "chat.py"), str(switch["cp"]), "--chat_vector", f"['{switch['cv']}']",
+                                "--ratio", "[0]", "--max_new_tokens", "100000"], stdin=terminal, stdout=terminal, stderr=terminal,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=ignoring_sigint_terminal)
+    os.close(terminal)
+    prompt = b"\033[1;32m>>> \033[0m"
+    try:
+        _read_until(controller, lambda d: prompt in d)
+        os.write(controller, "講個故事\r".encode())
+        screen = _read_until(controller, lambda d: "我們會幫你處理這件事。".encode() in d)
+        os.write(controller, b"\x03")  # Ctrl-C while the reply streams
+        screen += _read_until(controller, lambda d: b"[reply stopped]" in d and d.endswith(prompt), timeout=30)
+        os.write(controller, b"exit\r")
+        assert process.wait(timeout=60) == 0, screen
+    finally:
+        process.kill()
+        os.close(controller)

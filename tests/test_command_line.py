@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from chatvector.cli import UsageError, parse_command_line
-from chatvector.commands import add_main, chat_main, extract_main, generation_options, inspect_main
+from chatvector.commands import add_main, chat_main, extract_main, generation_options, inspect_main, sweep_main
 from tests.conftest import ROOT, run_script
 
 SCRIPTS = ["extract_chat_vector.py", "add_chat_vector.py", "chat.py"]
-HELP_SCRIPTS = [*SCRIPTS, "inspect_chat_vector.py"]
+HELP_SCRIPTS = [*SCRIPTS, "inspect_chat_vector.py", "sweep_ratios.py"]
 
 
 def _usage_error(result, message: str) -> None:
@@ -93,7 +93,8 @@ def test_values_are_read_as_users_mean_them():
 def test_help_exits_0_and_explains_every_option_with_its_default(script, flag):
     result = run_script(script, flag)
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr
-    main = {"extract_chat_vector.py": extract_main, "add_chat_vector.py": add_main, "chat.py": chat_main, "inspect_chat_vector.py": inspect_main}[script]
+    main = {"extract_chat_vector.py": extract_main, "add_chat_vector.py": add_main, "chat.py": chat_main, "inspect_chat_vector.py": inspect_main,
+            "sweep_ratios.py": sweep_main}[script]
     import inspect
 
     for name, param in inspect.signature(main).parameters.items():
@@ -182,9 +183,12 @@ def test_the_package_installs_with_pip_and_its_entry_points_run(tmp_path):
     outside = subprocess.run([sys.executable, "-c", "import chatvector, sys; print(chatvector.__file__); print(sorted(chatvector.__all__))"],
                              capture_output=True, text=True, cwd=tmp_path, env=env)
     assert outside.returncode == 0 and str(target) in outside.stdout, outside.stderr
-    for command in ("chatvector-extract", "chatvector-add", "chatvector-chat", "chatvector-inspect"):
+    for command in ("chatvector-extract", "chatvector-add", "chatvector-chat", "chatvector-inspect", "chatvector-sweep"):
         ran = subprocess.run([str(target / "bin" / command), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
         assert ran.returncode == 0 and ran.stdout.startswith(f"usage: {command} "), ran.stderr
+    data = subprocess.run([sys.executable, "-c", "from chatvector.prompts import builtin_prompts; print(len(builtin_prompts('ko')))"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert data.stdout.strip() == "42", data.stderr  # the prompt sets ship as package data
 
 
 def _has_setuptools() -> bool:

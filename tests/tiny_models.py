@@ -88,6 +88,85 @@ def build_trio(root: Path, arch: str = "llama", dtype: torch.dtype = torch.float
     return paths
 
 
+# The language-switch trio: a model whose greedy reply is a fixed Chinese or English sentence, chosen by
+# its output head at the generation prompt, and whose turn-taking is set by the head at the sentence end.
+# One layer of uniform attention carries the mean "lean" of the prompt's tokens, so that the ratio at
+# which a reply switches language differs from prompt to prompt.
+SWITCH_ZH = list("我們會幫你處理這件事。")  # Traditional script
+SWITCH_EN = ["▁sure", ",", "▁i", "▁will", "▁help", "▁you", "▁with", "▁that", "."]  # ▁: a space before the word
+SWITCH_HIDDEN, SWITCH_VOCAB = 48, 32
+LEAN = {"<unk>": 0.3, "<s>": -1.0, "<|user|>": -1.0, "<|assistant|>": -1.0, "<|system|>": -1.0, "<|end|>": -1.0}
+
+
+def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|end|>"):
+    """Word-level: each CJK character is a token, and so are the English reply's words; everything else is <unk>."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]|[，。！？、,.!?]"), behavior="isolated"),
+    ])
+    tok.decoder = decoders.Metaspace()
+    tok.add_special_tokens(SPECIAL)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token=eos, unk_token="<unk>",
+                                   pad_token="<unk>", chat_template=chat_template)
+
+
+def switch_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """base, chat or cp weights of the language-switch model (see above); logits are in units of the head's scale."""
+    hidden, lean_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 1
+    ids = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
+    noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731  (no exact zeros: lineage needs scale)
+    w = {
+        "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
+        "model.norm.weight": torch.ones(hidden),
+        "model.layers.0.input_layernorm.weight": torch.ones(hidden),
+        "model.layers.0.post_attention_layernorm.weight": torch.ones(hidden),
+    }
+    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):  # q = k = 0: every position attends evenly to the prompt
+        w[f"model.layers.0.self_attn.{name}.weight"] = noise(hidden, hidden)
+    for name, shape in (("gate_proj", (64, hidden)), ("up_proj", (64, hidden)), ("down_proj", (hidden, 64))):
+        w[f"model.layers.0.mlp.{name}.weight"] = noise(*shape)
+    for token, lean in LEAN.items():  # the value carries each token's lean into one dimension
+        w["model.layers.0.self_attn.v_proj.weight"][lean_dim, ids[token]] = lean / hidden ** 0.5
+    w["model.layers.0.self_attn.o_proj.weight"][lean_dim, lean_dim] = 1.0
+    units = torch.zeros(SWITCH_VOCAB, hidden)
+    for chain in (SWITCH_ZH, SWITCH_EN):
+        for a, b in zip(chain, chain[1:]):
+            units[ids[b], ids[a]] = 3.0
+        units[ids[chain[0]], ids[chain[-1]]] = 1.0  # after the sentence: ramble on with it again ...
+        units[ids["<|end|>"], ids[chain[-1]]] = {"base": -1.0, "cp": -1.0, "chat": 4.0}[kind]  # ... or end the turn
+    assistant = ids["<|assistant|>"]
+    units[ids[SWITCH_EN[0]], assistant] = {"base": 0.6, "cp": 0.6, "chat": 1.6}[kind]  # the reply's first word
+    units[ids[SWITCH_ZH[0]], assistant] = {"base": 0.0, "cp": 1.4, "chat": 0.0}[kind]
+    units[ids[SWITCH_EN[0]], lean_dim] = 1.0  # long prompts lean to English
+    w["lm_head.weight"] = 4.0 * units / hidden ** 0.5 + noise(SWITCH_VOCAB, hidden)
+    return w
+
+
+def build_language_switch(root: Path, seed: int = 0) -> dict[str, Path]:
+    """base / chat / cp of the language-switch model (float32): CP + r·(chat − base) answers in Traditional Chinese
+    for small r and switches to English as r grows; it ends its turn once r > 0.4."""
+    from transformers import GenerationConfig, LlamaConfig
+
+    config = LlamaConfig(vocab_size=SWITCH_VOCAB, hidden_size=SWITCH_HIDDEN, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    generator = torch.Generator().manual_seed(seed + 1)
+    paths = {name: Path(root) / name for name in ("base", "chat", "cp")}
+    plain = make_switch_tokenizer(chat_template=None, eos="</s>")
+    for name in ("base", "chat", "cp"):
+        state = switch_weights(name, torch.Generator().manual_seed(seed))  # the same noise: only the designed entries differ
+        if name != "base":  # and a little training of their own
+            state = {k: v + 2e-4 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
+        save_model(config, state, paths[name], torch.float32, make_switch_tokenizer() if name == "chat" else plain)
+    GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
+    return paths
+
+
 if __name__ == "__main__":
     from transformers.utils import logging
 
@@ -95,3 +174,5 @@ if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "demo_models")
     for name, path in build_trio(out, "llama", torch.bfloat16).items():
         print(f"{name}: {path}")
+    for name, path in build_language_switch(out / "switch").items():
+        print(f"switch {name}: {path}")
