@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 DEMO := demo_models
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench reproduce clean
 
 TORCH ?= torch==2.13.0
 CPU_INDEX ?= https://download.pytorch.org/whl/cpu
@@ -33,5 +33,9 @@ test: install
 bench: install
 	$(PYTHON) bench/bench.py
 
+# the paper's effect at laptop scale: trains tiny models on CPU (cached in reproduce/cache), about 10 minutes
+reproduce: install
+	$(PYTHON) -m reproduce
+
 clean:
-	rm -rf $(DEMO) bench/cache bench/results .pytest_cache
+	rm -rf $(DEMO) bench/cache bench/results reproduce/cache .pytest_cache

@@ -57,6 +57,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "reproduce" / "results"))
     parser.add_argument("--cache", default=str(ROOT / "reproduce" / "cache"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--b_share", type=float, default=0.1, help="share of language B in the base's pre-training text")
     args = parser.parse_args(argv)
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
@@ -67,12 +68,13 @@ def main(argv=None) -> dict:
     settings = QUICK if args.quick else FULL
     began = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    cache = Path(args.cache) / f"{'quick' if args.quick else 'full'}-seed{args.seed}"
+    variant = f"{'quick' if args.quick else 'full'}-seed{args.seed}" + (f"-b{args.b_share}" if args.b_share != 0.1 else "")
+    cache = Path(args.cache) / variant
     cache.mkdir(parents=True, exist_ok=True)
     s, seed, batch = settings, args.seed, settings["batch"]
 
     def mixed(rng):  # pre-training text: A dominates, as English does
-        return world.plain_text("a" if rng.random() < 0.9 else "b", rng), 0
+        return world.plain_text("a" if rng.random() < 1 - args.b_share else "b", rng), 0
 
     ft_rng = random.Random(seed + 4)
     ft_set = [world.chat_example("b", ft_rng) for _ in range(s["ft_examples"])]  # CP→FT's small instruction set in B
@@ -107,10 +109,10 @@ def main(argv=None) -> dict:
         table.append({"model": name, "ratio": ratio, "success_B": in_b["success"], "replies_in_B": in_b["in_language"],
                       "ended_turn_B": in_b["ended_turn"], "success_A": in_a["success"]})
         log(f"evaluated {name}: {in_b}")
-    result = {"quick": args.quick, "seed": seed, "settings": settings, "eval_tasks": len(tasks),
+    result = {"quick": args.quick, "seed": seed, "b_share": args.b_share, "settings": settings, "eval_tasks": len(tasks),
               "parameters": sum(p.numel() for p in model.parameters()), "seconds": round(time.perf_counter() - began, 1),
               "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(), "table": table}
-    out = Path(args.out) / ("quick" if args.quick else "full")
+    out = Path(args.out) / variant.replace("-seed0", "")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "results.md").write_text(markdown(result))
