@@ -11,14 +11,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .chat import InMemoryMerge, adopt_vector_chat_setup, generation_options, load_model, require_template, stop_ids
 from .checkpoint import resolve_model_dir
 from .errors import ChatVectorError
 from .generation import conversation, generate_replies
+from .interrupts import cleanup_on_interrupt
 from .languages import LanguageDetector, check_language
 from .prompts import load_prompts
 from .stream import Device, Dtype
-from .sweep_report import Ratio, markdown, plot, recommend, summarize
+from .plots import sweep_plot
+from .sweep_report import Ratio, markdown, recommend, summarize
 from .writer import check_output
 
 
@@ -86,10 +90,6 @@ def sweep(cp_model_path: str, chat_vector_paths: list[str], options: SweepOption
             raise ChatVectorError(f"{cp_model_path} and the chat vector's model define no end-of-turn token; set eos_token_id in generation_config.json")
         todo = [(ratio, [(i, p) for i, p in enumerate(prompts) if (_point(ratio), p) not in done]) for ratio in o.ratios]
         total = len(o.ratios) * len(prompts)
-        from tqdm import tqdm
-
-        from .interrupts import cleanup_on_interrupt
-
         with tqdm(total=total, initial=total - sum(len(missing) for _, missing in todo), unit="reply", desc="sweep",
                   disable=None, leave=False) as bar, cleanup_on_interrupt():
             try:
@@ -123,7 +123,7 @@ def sweep(cp_model_path: str, chat_vector_paths: list[str], options: SweepOption
     table_text = markdown(table, language, recommended)
     _write_atomically(out_dir / "summary.md", f"# Ratio sweep\n\n{title}\n\n{table_text}\n{reason}\n")
     partial = out_dir / ".sweep.png.partial.png"
-    plot(table, language, recommended, partial, title)
+    sweep_plot(table, language, recommended, partial, title)
     os.replace(partial, out_dir / "sweep.png")
     return SweepResult(out_dir, table, recommended, reason, title, table_text, generated)
 

@@ -94,6 +94,7 @@ def build_trio(root: Path, arch: str = "llama", dtype: torch.dtype = torch.float
 # which a reply switches language differs from prompt to prompt.
 SWITCH_ZH = list("我們會幫你處理這件事。")  # Traditional script
 SWITCH_EN = ["▁sure", ",", "▁i", "▁will", "▁help", "▁you", "▁with", "▁that", "."]  # ▁: a space before the word
+SWITCH_IDS = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
 SWITCH_HIDDEN, SWITCH_VOCAB = 48, 32
 LEAN = {"<unk>": 0.3, "<s>": -1.0, "<|user|>": -1.0, "<|assistant|>": -1.0, "<|system|>": -1.0, "<|end|>": -1.0}
 
@@ -103,8 +104,7 @@ def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|en
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel(SWITCH_IDS, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Split(Regex(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]|[，。！？、,.!?]"), behavior="isolated"),
@@ -118,7 +118,7 @@ def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|en
 def switch_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """base, chat or cp weights of the language-switch model (see above); logits are in units of the head's scale."""
     hidden, lean_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 1
-    ids = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
+    ids = SWITCH_IDS
     noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731  (no exact zeros: lineage needs scale)
     w = {
         "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
