@@ -201,7 +201,10 @@ def _jobs(paths: dict[str, Path], out: Path, size: str, device: str, naive: bool
 def summarise(size, device, reps, runs) -> dict:
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     spread = {name: [min(r["wall_s"] for r in rs), max(r["wall_s"] for r in rs)] for name, rs in runs.items()}
+    elements = sum(s.nbytes // s.dtype.itemsize for s in llama_specs(**SIZES[size]))
     for job in ("extract", "add"):
+        # every weight's elements per CPU second of user time beyond start-up: the arithmetic's rate, all cores counted
+        medians[job]["g_elements_per_cpu_s"] = elements / max(medians[job]["user_s"] - medians["start-up"]["user_s"], 1e-9) / 1e9
         medians[job]["vs_floor"] = medians[job]["wall_s"] / medians[f"{job} floor"]["wall_s"]
         medians[job]["vs_python_floor"] = medians[job]["wall_s"] / medians[f"{job} floor (python)"]["wall_s"]
         if f"{job} naive" in medians:
@@ -216,14 +219,16 @@ def summarise(size, device, reps, runs) -> dict:
 def table(report: dict) -> str:
     lines = [f"{report['size']} preset ({report['model_gb']:.1f} GB a model), {report['device']}, median of {report['reps']} rounds "
              f"({report['machine']}, {report['date']})",
-             "| run | wall s (min–max) | user s | sys s | first tensor s | peak RSS GB | peak anon GB | ours/floor | ours/python floor | ours/naive |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | wall s (min–max) | user s | sys s | first tensor s | peak RSS GB | peak anon GB | G elements per user CPU s | ours/floor | ours/python floor | ours/naive |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in report["medians"].items():
         low, high = report["spread"][name]
         ratio = lambda k: f"{m[k]:.2f}×" if k in m else ""  # noqa: E731
         first = f"{m['first_tensor_s']:.2f}" if "first_tensor_s" in m else ""
+        rate = f"{m['g_elements_per_cpu_s']:.2f}" if "g_elements_per_cpu_s" in m else ""
         lines.append(f"| {name} | {m['wall_s']:.2f} ({low:.2f}–{high:.2f}) | {m['user_s']:.2f} | {m['sys_s']:.2f} | {first} | "
-                     f"{m['peak_rss_bytes'] / 1e9:.2f} | {m['peak_anon_bytes'] / 1e9:.2f} | {ratio('vs_floor')} | {ratio('vs_python_floor')} | {ratio('vs_naive')} |")
+                     f"{m['peak_rss_bytes'] / 1e9:.2f} | {m['peak_anon_bytes'] / 1e9:.2f} | {rate} | {ratio('vs_floor')} | {ratio('vs_python_floor')} | "
+                     f"{ratio('vs_naive')} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from .errors import ChatVectorError
 from .lineage import verify_lineage
 from .merge import Merge, needs_token_matching, plan_merge
 from .modelcard import write_merge_card
-from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, write_tensors
+from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, seed_of, write_tensors
 from .tokenizer import (load_tokenizer, output_tokenizer, read_tokenizer_files, write_config, write_generation_config,
                         write_output_tokenizer_files)
 from .vector import open_chat_vector
@@ -82,10 +82,14 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
 
 
 def _merged_tensor(name: str, cp: Checkpoint, merge: Merge, dtype_override) -> OutputTensor:
+    """One merged weight. On the CPU in the CP's dtype, the CP's bytes are copied into the output in the kernel
+    and the vectors added in place (same arithmetic, same bits); a weight the merge leaves alone is just copied."""
     info = cp.infos[name]
     dtype = dtype_override if dtype_override is not None and info.is_float else info.dtype
     compute = lambda start, stop: merge.rows(name, start, stop, cp.read(name, start, stop), dtype)  # noqa: E731
-    return OutputTensor(TensorSpec(name, dtype, info.shape), compute)
+    update = (lambda start, stop, rows: merge.update(name, start, stop, rows)) if merge.changes(name) else None
+    seed = seed_of(info) if merge.workspace.device.type == "cpu" and dtype == info.dtype else None
+    return OutputTensor(TensorSpec(name, dtype, info.shape), compute, seed, update)
 
 
 def _changed_rows(merge: Merge, vector) -> set[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .errors import ChatVectorError
+from .filemap import mapped
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -143,8 +144,9 @@ def read_safetensors_header(file: Path) -> tuple[dict[str, TensorInfo], dict[str
 class Checkpoint:
     """Lazy view of a model's weights.
 
-    `read` returns a view into one of two reused buffers, taken in turn: a result stays valid until the
-    second read after it, so one chunk can be written by a background thread while the next is read.
+    `read` maps the rows' bytes (no copy; read-only: never write into a result). With pinned memory (the
+    CUDA route) it reads into one of two reused pinned buffers, taken in turn: a result then stays valid
+    until the second read after it, so one chunk can be written by a background thread while the next is read.
     """
 
     def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False, state: dict[str, torch.Tensor] | None = None):
@@ -188,9 +190,15 @@ class Checkpoint:
             tensor = self._bin[name]
             return tensor if not info.shape else tensor[start:stop]
         row_bytes = info.row_numel * info.dtype.itemsize
-        view = self._next_buffer((stop - start) * row_bytes)
-        self._pread(info, memoryview(view.numpy()), start * row_bytes)
         shape = (stop - start, *info.shape[1:]) if info.shape else ()
+        offset, nbytes = info.offset + start * row_bytes, (stop - start) * row_bytes
+        if not self._pin and offset % info.dtype.itemsize == 0:
+            fd = self._fd(info.file)
+            if os.fstat(fd).st_size < offset + nbytes:  # mapped pages past the end would kill the process on access
+                raise ChatVectorError(f"{info.file} was truncated while reading {info.name}; re-download or re-save it")
+            return mapped(fd, offset, nbytes, info.dtype).view(shape)
+        view = self._next_buffer(nbytes)
+        self._pread(info, memoryview(view.numpy()), start * row_bytes)
         return view.view(info.dtype).view(shape)
 
     def read_elements(self, name: str, start: int, stop: int) -> torch.Tensor:

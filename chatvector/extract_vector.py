@@ -4,13 +4,15 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from . import __version__
 from .arithmetic import Workspace, subtract_into
 from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
 from .embeddings import embedding_keys
 from .lineage import FINGERPRINT_FILE, RULE, write_fingerprint
 from .modelcard import write_vector_card
-from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, resolve_device, write_tensors
+from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, resolve_device, seed_of, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
@@ -88,20 +90,27 @@ def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, chat_dir) ->
 
 def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None,
                    nonzero: list[bool]) -> OutputTensor:
+    """chat - base for one weight: on the CPU, the chat model's bytes are copied into the output in the kernel and
+    the base subtracted in place (same kernel, same bits: the result is computed in float32 and rounded once)."""
     info = chat.infos[name]
     shape = info.shape if rows is None else (rows, *info.shape[1:])
 
     def compute(start: int, stop: int):
         chat_rows = workspace.to_device(chat.read(name, start, stop), "chat")
-        shape = tuple(chat_rows.shape)
-        out = workspace.result(shape, dtype)
+        out = workspace.result(tuple(chat_rows.shape), dtype)
         subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
-        out = workspace.to_host(out)
+        return note_nonzero(workspace.to_host(out))
+
+    def update(start: int, stop: int, rows: torch.Tensor):
+        note_nonzero(subtract_into(rows, rows, base.read(name, start, stop), workspace))
+
+    def note_nonzero(out: torch.Tensor) -> torch.Tensor:
         if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one
             nonzero.append(True)
         return out
 
-    return OutputTensor(TensorSpec(name, dtype, shape), compute)
+    seed = seed_of(info) if workspace.device.type == "cpu" and dtype == info.dtype else None
+    return OutputTensor(TensorSpec(name, dtype, shape), compute, seed, update)
 
 
 def vector_metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos, fingerprint: bool = True) -> dict:

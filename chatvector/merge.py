@@ -37,8 +37,23 @@ class Merge:
         in_place = cp_rows.device.type != "cpu"  # a loaded model merged on its GPU: the result stays there
         cp_rows = self.workspace.to_device(cp_rows, "cp")
         out = self.workspace.result(tuple(cp_rows.shape), dtype)
+        self._merge_into(out, name, start, stop, cp_rows)
+        return out if in_place else self.workspace.to_host(out)
+
+    def changes(self, name: str) -> bool:
+        """Whether any row of the weight differs from the CP's."""
+        return name in self.names and (name not in self.skipped or bool(self.special_rows.get(name)))
+
+    def update(self, name: str, start: int, stop: int, rows: torch.Tensor) -> None:
+        """Turn rows [start, stop) of the CP's weight, held in `rows` (the output's own bytes), into the merged rows in place."""
+        if self.changes(name):
+            self._merge_into(rows, name, start, stop, rows)
+
+    def _merge_into(self, out: torch.Tensor, name: str, start: int, stop: int, cp_rows: torch.Tensor) -> None:
+        """out = merged rows; `out` may be `cp_rows` itself (every route reads a block before writing it)."""
         if name in self.skipped:
-            out.copy_(cp_rows)
+            if out is not cp_rows:
+                out.copy_(cp_rows)
         elif name in self.alignments:
             self._aligned_rows(out, name, start, stop, cp_rows)
         else:
@@ -47,7 +62,6 @@ class Merge:
         for row, value in self.special_rows.get(name, {}).items():
             if start <= row < stop:
                 out[row - start].copy_(value)  # the chat models' row, rounded once
-        return out if in_place else self.workspace.to_host(out)
 
     def _aligned_rows(self, out, name, start, stop, cp_rows) -> None:
         """out[r] = cp[r] + sum_i ratio_i * CV_i[row_i(r)] for the CP rows whose token vector i knows."""

@@ -1,6 +1,7 @@
 """Drive output tensors, chunk of rows by chunk of rows, from their inputs into sharded safetensors."""
+import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +15,38 @@ from .writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards, writ
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
-CHUNK_NUMEL = 4 * 2**20  # elements per chunk: bounds memory whatever the tensor's size
+CHUNK_NUMEL = 4 * 2**20  # elements per computed chunk: bounds memory whatever the tensor's size
+SEEDED_CHUNK_NUMEL = 16 * 2**20  # elements per chunk updated in place: fewer, larger mappings (measured 0.72 -> 0.60 s a GB)
+LOOKAHEAD_BYTES = 256 * 2**20  # seed bytes copied ahead of the arithmetic: enough to never wait, little dirty page cache
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Stored bytes an output tensor starts from, in its dtype and layout (the chat model's for a vector, the CP's for a merge)."""
+    file: Path
+    offset: int
 
 
 @dataclass(frozen=True)
 class OutputTensor:
+    """How to produce one output tensor. With a seed (CPU only), the stored bytes are copied into the output in
+    the kernel, as `cp` does, and `update` turns rows of them into the result in place; without an `update`, the
+    seed is the result. Otherwise `compute` returns rows [start, stop) in spec.dtype and they are written."""
     spec: TensorSpec
-    compute: Callable[[int, int], torch.Tensor]  # rows [start, stop) in spec.dtype
+    compute: Callable[[int, int], torch.Tensor]
+    seed: Seed | None = None
+    update: Callable[[int, int, torch.Tensor], object] | None = None
+
+
+def seed_of(info) -> Seed | None:
+    """Where a Checkpoint tensor's bytes lie in a safetensors file (None: in a pickle)."""
+    return Seed(info.file, info.offset) if info.offset >= 0 else None
 
 
 def copy_tensor(name: str, source) -> OutputTensor:
-    """A tensor of a Checkpoint written as it is stored, streamed a chunk of rows at a time."""
+    """A tensor of a Checkpoint written as it is stored."""
     info = source.infos[name]
-    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop))
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(info))
 
 
 def output_dtype(dtype: Dtype) -> torch.dtype | None:
@@ -61,42 +81,102 @@ def row_ranges(spec: TensorSpec, chunk_numel: int = CHUNK_NUMEL) -> Iterator[tup
 
 
 @contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Elementwise work on a chunk is memory-bound and writing is the bottleneck: more OpenMP threads only
-    spin-wait and take the cores the writer needs. Measured on a 1.1B add at ratio 0.3: here (2 cores)
-    7.3-7.7 s with 1 thread, 8.2-8.8 s with 2; on a 16-core server 9.6-10.8 s with 1, 9.1-9.6 s with 4,
-    9.5-10.1 s with 8, 9.7-10.5 s with 14 (user CPU 13 -> 85 s): within run-to-run noise, at 6x the CPU."""
+def _torch_threads(n: int) -> Iterator[None]:
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(threads)
 
 
-def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str) -> None:
-    """Compute and write every output tensor in order, a chunk of rows at a time.
+def arithmetic_threads(outputs: Sequence[OutputTensor]) -> int:
+    """Every core but one for updates in place; the writer thread, copying seeds in the kernel, has the last.
+    Measured on 2 cores (1.1B bf16, 3 rounds): add 1.51-1.65 s with 1 thread, 1.72-1.80 with 2 (OpenMP's
+    spinning takes the copier's core); extract 1.9-2.5 with 2, 2.3-3.1 with 1. One thread when computed chunks
+    go through the writer thread, which then needs the other core (7.3-7.7 s with 1 thread, 8.2-8.8 s with 2)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1) if any(o.seed and o.update for o in outputs) else 1
 
-    A background thread writes chunk n while chunk n+1 is read and computed: the two overlap on two
-    cores. A chunk is computed into one of two alternating buffers (Checkpoint.read, Workspace.output),
-    so it is never overwritten before its write finished: we wait for write n before handing over n+1.
-    """
+
+def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str) -> None:
+    """Produce and write every output tensor in order, a chunk of rows at a time, into sharded safetensors."""
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
-    with _one_torch_thread(), tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
-        for file, specs in shards:
-            writer = SafetensorsWriter(out_dir / file, specs)
-            pending: Future | None = None
-            for spec in specs:
-                for start, stop in row_ranges(spec):
-                    chunk = by_name[spec.name].compute(start, stop)
-                    if pending is not None:
-                        pending.result()
-                    pending = pool.submit(writer.write, spec.name, chunk)
-                    bar.update(chunk.numel() * chunk.element_size())
-            if pending is not None:
-                pending.result()
-            writer.close()
+    sources: dict[Path, int] = {}
+    try:
+        with _torch_threads(arithmetic_threads(outputs)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
+                tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
+            for file, specs in shards:
+                writer = SafetensorsWriter(out_dir / file, specs)
+                try:
+                    _fill(writer, [by_name[spec.name] for spec in specs], pool, sources, bar)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.close()
+    finally:
+        for fd in sources.values():
+            os.close(fd)
     write_index(out_dir, prefix, shards)
+
+
+def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, sources: dict[Path, int], bar) -> None:
+    """Write one shard's tensors. The writer thread places chunk n (a seed copy or computed rows) while the
+    main thread computes or updates another; seed copies run up to LOOKAHEAD_BYTES ahead. A computed chunk
+    lies in one of two alternating buffers (Checkpoint.read, Workspace.output), so we wait for write n before
+    handing over n + 1, which is never computed into write n's buffer."""
+    chunks = [(o, start, stop) for o in outputs for start, stop in row_ranges(o.spec, SEEDED_CHUNK_NUMEL if o.seed else CHUNK_NUMEL)]
+    copies: dict[int, Future] = {}
+    pending: list[Future] = []
+    try:
+        _fill_chunks(writer, chunks, pool, sources, bar, copies, pending)
+    except BaseException:
+        for future in copies.values():  # the file is abandoned: stop what has not started, let the rest finish
+            future.cancel()
+        wait([*copies.values(), *pending])
+        raise
+
+
+def _fill_chunks(writer, chunks, pool, sources, bar, copies: dict[int, Future], pending: list[Future]) -> None:
+    ahead, queued = 0, 0
+    for i, (output, start, stop) in enumerate(chunks):
+        while queued < len(chunks) and (queued <= i or ahead < LOOKAHEAD_BYTES):
+            o, a, b = chunks[queued]
+            if o.seed is not None:
+                row_bytes = _row_bytes(o.spec)
+                copies[queued] = pool.submit(_copy_seed, writer, o, sources, a * row_bytes, (b - a) * row_bytes)
+                ahead += (b - a) * row_bytes
+            queued += 1
+        if output.seed is not None:
+            row_bytes = _row_bytes(output.spec)
+            copies.pop(i).result()
+            ahead -= (stop - start) * row_bytes
+            if output.update is not None:
+                rows = writer.view(output.spec.name, start * row_bytes, (stop - start) * row_bytes)
+                output.update(start, stop, rows.view((stop - start, *output.spec.shape[1:]) if output.spec.shape else ()))
+                del rows  # unmapped here: only the chunks in use count in RSS
+        else:
+            chunk = output.compute(start, stop)
+            if pending:
+                pending.pop().result()
+            pending.append(pool.submit(writer.write, output.spec.name, chunk))
+        bar.update((stop - start) * _row_bytes(output.spec))
+    if pending:
+        pending.pop().result()
+
+
+def _row_bytes(spec: TensorSpec) -> int:
+    rows = spec.shape[0] if spec.shape else 1
+    return spec.nbytes // max(rows, 1)
+
+
+def _copy_seed(writer: SafetensorsWriter, output: OutputTensor, sources: dict[Path, int], start: int, nbytes: int) -> None:
+    file = output.seed.file
+    if file not in sources:
+        sources[file] = os.open(file, os.O_RDONLY)
+    try:
+        writer.copy(output.spec.name, sources[file], output.seed.offset + start, nbytes)
+    except EOFError:
+        raise ChatVectorError(f"{file} was truncated while reading {output.spec.name}; re-download or re-save it") from None

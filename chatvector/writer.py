@@ -13,6 +13,7 @@ import torch
 
 from .checkpoint import DTYPE_NAMES, _numel
 from .errors import ChatVectorError
+from .filemap import copy_range, mapped
 from .interrupts import cleanup_on_interrupt
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -71,7 +72,11 @@ def write_index(out_dir: Path, prefix: str, shards: list[tuple[str, list[TensorS
 
 
 class SafetensorsWriter:
-    """Streams one safetensors file: the header is known up front, data is appended tensor by tensor."""
+    """Streams one safetensors file: the header is known up front, so every tensor's bytes have a fixed place.
+
+    Each tensor is filled front to back, by `write` (computed rows) or `copy` (stored bytes, in the kernel);
+    tensors may be filled in any order, and `view` maps bytes already placed so they can be updated in place.
+    """
 
     def __init__(self, path: Path, specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None):
         header: dict = {"__metadata__": metadata or {"format": "pt"}}
@@ -81,29 +86,50 @@ class SafetensorsWriter:
             offset += spec.nbytes
         blob = json.dumps(header, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)  # data starts 8-byte aligned, as the safetensors library writes it
-        self._expected = iter([(spec, spec.nbytes) for spec in specs])
-        self._current: TensorSpec | None = None
-        self._left = 0
-        self._file = open(path, "wb")
-        self._file.write(struct.pack("<Q", len(blob)) + blob)
+        self.path = Path(path)
+        self._specs = {spec.name: spec for spec in specs}
+        self._start = {name: 8 + len(blob) + entry["data_offsets"][0] for name, entry in header.items() if name != "__metadata__"}
+        self._filled = dict.fromkeys(self._specs, 0)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        os.pwrite(self._fd, struct.pack("<Q", len(blob)) + blob, 0)
 
     def write(self, name: str, chunk: torch.Tensor) -> None:
-        """Append the next rows of tensor `name`; chunks must come in header order and fill it exactly."""
-        if self._left == 0:
-            self._current, self._left = next(self._expected)
-        if name != self._current.name or chunk.dtype != self._current.dtype:
-            raise RuntimeError(f"writer expected {self._current.name} ({self._current.dtype}), got {name} ({chunk.dtype})")
-        data = chunk.contiguous().reshape(-1).view(torch.uint8)
-        if data.numel() > self._left:
+        """Place the next rows of tensor `name` (in its dtype)."""
+        if chunk.dtype != self._specs[name].dtype:
+            raise RuntimeError(f"writer expected {name} in {self._specs[name].dtype}, got {chunk.dtype}")
+        data = memoryview(chunk.contiguous().reshape(-1).view(torch.uint8).numpy())
+        at = self._claim(name, len(data))
+        while len(data):
+            written = os.pwrite(self._fd, data, at)
+            data, at = data[written:], at + written
+
+    def copy(self, name: str, source_fd: int, source_offset: int, nbytes: int) -> None:
+        """Place the next nbytes of tensor `name` from another file, without passing them through Python."""
+        copy_range(source_fd, source_offset, self._fd, self._claim(name, nbytes), nbytes)
+
+    def view(self, name: str, start: int, nbytes: int) -> torch.Tensor:
+        """Bytes [start, start + nbytes) of tensor `name`, already placed, as a writable flat tensor of its dtype."""
+        if start + nbytes > self._filled[name]:
+            raise RuntimeError(f"{name}: bytes {start}-{start + nbytes} are not placed yet")
+        return mapped(self._fd, self._start[name] + start, nbytes, self._specs[name].dtype, writable=True)
+
+    def _claim(self, name: str, nbytes: int) -> int:
+        """The file offset of the next nbytes of tensor `name`; more than the tensor holds is a bug."""
+        at = self._filled[name]
+        if at + nbytes > self._specs[name].nbytes:
             raise RuntimeError(f"too many bytes for {name}")
-        self._file.write(memoryview(data.numpy()))
-        self._left -= data.numel()
+        self._filled[name] = at + nbytes
+        return self._start[name] + at
+
+    def abort(self) -> None:
+        """Close without the completeness check: the file is being abandoned."""
+        os.close(self._fd)
 
     def close(self) -> None:
-        complete = self._left == 0 and next(self._expected, None) is None
-        self._file.close()
-        if not complete:
-            raise RuntimeError(f"{self._file.name} was closed before all its tensors were written")
+        os.close(self._fd)
+        short = [name for name, spec in self._specs.items() if self._filled[name] != spec.nbytes]
+        if short:
+            raise RuntimeError(f"{self.path} was closed before all its tensors were written ({short[0]})")
 
 
 _TMP_MARK = ".chatvector-partial-"

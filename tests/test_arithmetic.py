@@ -113,6 +113,32 @@ def test_the_ulp_oracle_rejects_two_ulps():
         assert_within_ulp(off.view(torch.bfloat16), truth, 1)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_in_place_updates_write_the_same_bytes_as_computed_chunks(arch, trios, monkeypatch, tmp_path):
+    """On the CPU a tensor's stored bytes are copied into the output and updated in place; without seeds the
+    same arithmetic runs on chunks that are then written. Both routes, fused and float32, must give the same files."""
+    import chatvector.add_vectors
+    import chatvector.extract_vector
+    from chatvector.writer import SafetensorsWriter
+
+    trio, files, views = trios[arch], {}, []
+    view = SafetensorsWriter.view
+    monkeypatch.setattr(SafetensorsWriter, "view", lambda self, *args: views.append(self.path) or view(self, *args))
+    for route in ("in place", "computed"):
+        if route == "computed":
+            for module in (chatvector.add_vectors, chatvector.extract_vector):
+                monkeypatch.setattr(module, "seed_of", lambda info: None)
+        vector = extract(str(trio["base"]), str(trio["chat"]), str(tmp_path / f"cv {route}"))
+        merges = [add(str(trio["cp"]), [str(vector)], str(tmp_path / f"m{ratio} {route}"), ratios=[ratio], check_lineage=False)
+                  for ratio in (0.3, 1.0)]
+        skipped = add(str(trio["cp"]), [str(vector)], str(tmp_path / f"skip {route}"), skip_embed=True, special_tokens_map={6: 6})
+        streamed = [p for d in (vector, *merges, skipped) for p in sorted(d.glob("*.safetensors")) if "fingerprint" not in p.name]
+        files[route] = [p.read_bytes() for p in streamed]
+        views.append(route)
+    assert views[-2:] == ["in place", "computed"]  # the computed route updated nothing in place
+    assert len(views) > 2 and len(files["in place"]) == 5 and files["in place"] == files["computed"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one is present)")
 @pytest.mark.parametrize("arch, ratio", [("llama", 0.5), ("llama", 0.3), ("gpt2", 1.0), ("gpt2", 0.3)])  # fused and float32 routes
 def test_cuda_path_writes_the_same_bytes_as_the_cpu_path(arch, ratio, trios, tmp_path):

@@ -1,11 +1,15 @@
 """Our streaming safetensors writer and positional reader, checked against the safetensors library."""
+import errno
+import os
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from chatvector import ChatVectorError
 from chatvector.checkpoint import Checkpoint
-from chatvector.stream import OutputTensor, write_tensors
+from chatvector import stream
+from chatvector.stream import OutputTensor, copy_tensor, seed_of, write_tensors
 from chatvector.writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards
 
 TENSORS = {
@@ -58,6 +62,70 @@ def test_sharded_output_has_one_index_and_tensors_in_order(tmp_path):
         assert list(checkpoint.infos) == list(TENSORS)
         assert all(torch.equal(checkpoint.read(n), t) for n, t in TENSORS.items())
     assert (tmp_path / "model.safetensors.index.json").is_file()
+
+
+def _seeded_outputs(source: Checkpoint, computed: str) -> list[OutputTensor]:
+    """Every tensor copied from `source`; floating ones are then doubled in place, and `computed` is computed instead."""
+    outputs = []
+    for name, info in source.infos.items():
+        spec = TensorSpec(name, info.dtype, info.shape)
+        if name == computed:
+            outputs.append(OutputTensor(spec, lambda a, b, t=TENSORS[name]: 2 * t[a:b]))
+        else:
+            update = (lambda a, b, rows: rows.mul_(2)) if info.dtype.is_floating_point else None
+            outputs.append(OutputTensor(spec, None, seed_of(info), update))
+    return outputs
+
+
+@pytest.mark.parametrize("shard_size", [40, 10**6])
+def test_seeded_tensors_are_copied_then_updated_in_place_among_computed_ones(shard_size, monkeypatch, tmp_path):
+    monkeypatch.setattr(stream, "SEEDED_CHUNK_NUMEL", 4)  # several chunks per tensor, copies queued ahead of updates
+    monkeypatch.setattr(stream, "LOOKAHEAD_BYTES", 64)
+    save_file(TENSORS, tmp_path / "model.safetensors")
+    (tmp_path / "out").mkdir()
+    with Checkpoint(tmp_path) as source:
+        write_tensors(tmp_path / "out", "model", _seeded_outputs(source, computed="f.vector"), shard_size, "test")
+        order = list(source.infos)
+    with Checkpoint(tmp_path / "out") as written:
+        assert list(written.infos) == order
+        for name, tensor in TENSORS.items():
+            assert torch.equal(written.read(name), 2 * tensor if tensor.dtype.is_floating_point else tensor), name
+
+
+def test_seeds_are_copied_with_pread_and_pwrite_where_the_kernel_cannot(monkeypatch, tmp_path):
+    def cross_device(*args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device, raising=False)
+    save_file(TENSORS, tmp_path / "model.safetensors")
+    (tmp_path / "out").mkdir()
+    with Checkpoint(tmp_path) as source:
+        write_tensors(tmp_path / "out", "model", [copy_tensor(name, source) for name in source.infos], 10**6, "test")
+    loaded = load_file(tmp_path / "out" / "model.safetensors")
+    assert loaded.keys() == TENSORS.keys() and all(torch.equal(loaded[n], t) for n, t in TENSORS.items())
+
+
+def test_a_failing_update_abandons_the_shard_with_its_own_error(tmp_path):
+    save_file(TENSORS, tmp_path / "model.safetensors")
+    (tmp_path / "out").mkdir()
+
+    def fail(start, stop, rows):
+        raise ChatVectorError("the update failed")
+
+    with Checkpoint(tmp_path) as source:
+        outputs = [OutputTensor(TensorSpec(n, i.dtype, i.shape), None, seed_of(i), fail if n == "f.vector" else None)
+                   for n, i in source.infos.items()]
+        with pytest.raises(ChatVectorError, match="the update failed"):
+            write_tensors(tmp_path / "out", "model", outputs, 10**6, "test")
+
+
+def test_mapped_reads_are_views_of_the_file_and_outlive_the_checkpoint(tmp_path):
+    tensors = {"a": torch.randn(64, 32).to(torch.bfloat16), "b": torch.randn(3, 3)}
+    save_file(tensors, tmp_path / "model.safetensors")
+    with Checkpoint(tmp_path) as checkpoint:
+        rows = checkpoint.read("a", 10, 20)
+        later = checkpoint.read("b")
+    assert torch.equal(rows, tensors["a"][10:20]) and torch.equal(later, tensors["b"])  # still valid after close
 
 
 def test_shards_follow_the_order_and_an_oversized_tensor_gets_its_own():

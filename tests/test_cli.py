@@ -146,10 +146,11 @@ def test_an_existing_output_is_kept_unless_overwrite(trios, vectors, tmp_path):
 SLOW_WRITER = """
 import runpy, sys, time
 import chatvector.writer as w
-write = w.SafetensorsWriter.write
-def slow(self, name, chunk):
-    write(self, name, chunk); self._file.flush(); time.sleep(0.2)
-w.SafetensorsWriter.write = slow
+def slowed(place):
+    def slow(self, *args):
+        place(self, *args); time.sleep(0.2)
+    return slow
+w.SafetensorsWriter.write, w.SafetensorsWriter.copy = slowed(w.SafetensorsWriter.write), slowed(w.SafetensorsWriter.copy)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
