@@ -7,7 +7,7 @@ from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .errors import ChatVectorError
 from .lineage import verify_lineage
 from .merge import Merge, needs_token_matching, plan_merge
-from .modelcard import write_merge_card
+from .modelcard import load_card_library, write_merge_card
 from .stream import Device, Dtype, OutputTensor, output_dtype, resolve_device, seed_of, write_tensors
 from .tokenizer import (load_tokenizer, output_tokenizer, read_tokenizer_files, write_config, write_generation_config,
                         write_output_tokenizer_files)
@@ -54,6 +54,8 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
             # otherwise transformers takes seconds to import: load the tokenizers while the weights stream
             tokenizers = side.submit(lambda: (light[0], light[1:]) if light else
                                      (load_tokenizer(cp_dir, "CP model"), [load_tokenizer(d, "chat vector") for d in chat_dirs]))
+            if light:  # with transformers loading on the side thread, the card library comes with it
+                side.submit(load_card_library)
             merge = plan_merge(cp.infos, cp_config, vectors, ratios, skip_embed, special_tokens_map or {}, run_device,
                                align_vocab, tokenizers.result)
             lineage = verify_lineage(cp, vectors) if check_lineage else {v.path: "not checked (--check_lineage False)" for v in vectors}

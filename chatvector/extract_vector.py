@@ -1,5 +1,6 @@
 """extract: chat vector = chat model - base model, streamed tensor by tensor into a portable directory."""
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from .arithmetic import Workspace, subtract_into
 from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
 from .embeddings import embedding_keys
 from .lineage import FINGERPRINT_FILE, RULE, write_fingerprint
-from .modelcard import write_vector_card
+from .modelcard import load_card_library, write_vector_card
 from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, resolve_device, seed_of, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
@@ -52,7 +53,9 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
         workspace = Workspace(run_device)
         nonzero: list[bool] = []  # set once a chunk of the vector is not all zeros
         outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n), nonzero) for n in ordered]
-        with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp:
+        with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="card") as side:
+            side.submit(load_card_library)  # while the weights stream; nothing else imports meanwhile
             write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract")
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
