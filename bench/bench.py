@@ -157,6 +157,7 @@ def main(size: str = "default", reps: int = 3, device: str = "cpu", naive: bool 
                 runs[name].append(result)
             print(f"  round {rep} {name:22s} {result['wall_s']:6.2f} s", file=sys.stderr)
     report = summarise(size, device, reps, runs)
+    report["kernels"] = kernel_rates()
     Path(ROOT / results).mkdir(parents=True, exist_ok=True)
     (ROOT / results / f"bench-{size}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
@@ -198,6 +199,28 @@ def _jobs(paths: dict[str, Path], out: Path, size: str, device: str, naive: bool
     return {name: [str(a) for a in command] for name, command in jobs.items()}, outputs
 
 
+def kernel_rates(numel: int = 16 * 2**20, tries: int = 5) -> dict[str, float]:
+    """G elements/s of the arithmetic alone, on one bf16 chunk of an in-place update, in memory, with one thread
+    and with every core: the rate the streaming pipeline is built on (best of `tries`)."""
+    from chatvector.arithmetic import Workspace, subtract_into, weighted_sum_into
+
+    a, b = (torch.randn(numel).to(torch.bfloat16) for _ in range(2))
+    jobs = {"extract (fused sub)": lambda w: subtract_into(a, a, b, w), "add ratio 0.5 (fused)": lambda w: weighted_sum_into(a, a, [b], [0.5], w),
+            "add ratio 0.3 (float32 blocks)": lambda w: weighted_sum_into(a, a, [b], [0.3], w)}
+    rates, threads = {}, torch.get_num_threads()
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        for name, job in jobs.items():
+            workspace, best = Workspace(torch.device("cpu")), float("inf")
+            for _ in range(tries):
+                started = time.perf_counter()
+                job(workspace)
+                best = min(best, time.perf_counter() - started)
+            rates[f"{name}, {n} thread{'s' if n > 1 else ''}"] = numel / best / 1e9
+    torch.set_num_threads(threads)
+    return rates
+
+
 def summarise(size, device, reps, runs) -> dict:
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     spread = {name: [min(r["wall_s"] for r in rs), max(r["wall_s"] for r in rs)] for name, rs in runs.items()}
@@ -229,6 +252,8 @@ def table(report: dict) -> str:
         lines.append(f"| {name} | {m['wall_s']:.2f} ({low:.2f}–{high:.2f}) | {m['user_s']:.2f} | {m['sys_s']:.2f} | {first} | "
                      f"{m['peak_rss_bytes'] / 1e9:.2f} | {m['peak_anon_bytes'] / 1e9:.2f} | {rate} | {ratio('vs_floor')} | {ratio('vs_python_floor')} | "
                      f"{ratio('vs_naive')} |")
+    if "kernels" in report:
+        lines += ["", "arithmetic alone, G elements/s: " + ", ".join(f"{name} {rate:.2f}" for name, rate in report["kernels"].items())]
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ def test_bench_small_preset_runs_and_reports_every_measurement(tmp_path):
     for name, measured in report["medians"].items():
         assert measured["wall_s"] > 0 and measured["peak_rss_bytes"] > 0 and measured["peak_anon_bytes"] > 0, name
     assert report["medians"]["extract"]["vs_floor"] > 0 and "| extract |" in result.stdout
+    assert len(report["kernels"]) >= 3 and all(rate > 0 for rate in report["kernels"].values()) and "arithmetic alone" in result.stdout
     assert sorted(p.name for p in (tmp_path / "cache" / "small" / "cp").glob("*.safetensors")) == ["model.safetensors"]
     for job in ("extract", "add"):  # the time to the first tensor byte was seen, and came before the end
         assert 0 < report["medians"][job]["first_tensor_s"] < report["medians"][job]["wall_s"], job
