@@ -146,7 +146,8 @@ def _fill_chunks(writer, chunks, pool, sources, bar, copies: dict[int, Future], 
             o, a, b = chunks[queued]
             if o.seed is not None:
                 row_bytes = _row_bytes(o.spec)
-                copies[queued] = pool.submit(_copy_seed, writer, o, sources, a * row_bytes, (b - a) * row_bytes)
+                at = writer.reserve(o.spec.name, (b - a) * row_bytes)  # here, in order: the copies may finish in any order
+                copies[queued] = pool.submit(_copy_seed, writer, at, _source(sources, o.seed.file), o, a * row_bytes, (b - a) * row_bytes)
                 ahead += (b - a) * row_bytes
             queued += 1
         if output.seed is not None:
@@ -172,11 +173,14 @@ def _row_bytes(spec: TensorSpec) -> int:
     return spec.nbytes // max(rows, 1)
 
 
-def _copy_seed(writer: SafetensorsWriter, output: OutputTensor, sources: dict[Path, int], start: int, nbytes: int) -> None:
-    file = output.seed.file
+def _source(sources: dict[Path, int], file: Path) -> int:
     if file not in sources:
         sources[file] = os.open(file, os.O_RDONLY)
+    return sources[file]
+
+
+def _copy_seed(writer: SafetensorsWriter, at: int, source_fd: int, output: OutputTensor, start: int, nbytes: int) -> None:
     try:
-        writer.copy(output.spec.name, sources[file], output.seed.offset + start, nbytes)
+        writer.copy(at, source_fd, output.seed.offset + start, nbytes)
     except EOFError:
-        raise ChatVectorError(f"{file} was truncated while reading {output.spec.name}; re-download or re-save it") from None
+        raise ChatVectorError(f"{output.seed.file} was truncated while reading {output.spec.name}; re-download or re-save it") from None

@@ -98,23 +98,24 @@ class SafetensorsWriter:
         if chunk.dtype != self._specs[name].dtype:
             raise RuntimeError(f"writer expected {name} in {self._specs[name].dtype}, got {chunk.dtype}")
         data = memoryview(chunk.contiguous().reshape(-1).view(torch.uint8).numpy())
-        at = self._claim(name, len(data))
+        at = self.reserve(name, len(data))
         while len(data):
             written = os.pwrite(self._fd, data, at)
             data, at = data[written:], at + written
 
-    def copy(self, name: str, source_fd: int, source_offset: int, nbytes: int) -> None:
-        """Place the next nbytes of tensor `name` from another file, without passing them through Python."""
-        copy_range(source_fd, source_offset, self._fd, self._claim(name, nbytes), nbytes)
+    def copy(self, at: int, source_fd: int, source_offset: int, nbytes: int) -> None:
+        """Fill nbytes reserved at file offset `at` from another file, without passing them through Python."""
+        copy_range(source_fd, source_offset, self._fd, at, nbytes)
 
     def view(self, name: str, start: int, nbytes: int) -> torch.Tensor:
         """Bytes [start, start + nbytes) of tensor `name`, already placed, as a writable flat tensor of its dtype."""
         if start + nbytes > self._filled[name]:
-            raise RuntimeError(f"{name}: bytes {start}-{start + nbytes} are not placed yet")
+            raise RuntimeError(f"{name}: bytes {start}-{start + nbytes} are not reserved yet")
         return mapped(self._fd, self._start[name] + start, nbytes, self._specs[name].dtype, writable=True)
 
-    def _claim(self, name: str, nbytes: int) -> int:
-        """The file offset of the next nbytes of tensor `name`; more than the tensor holds is a bug."""
+    def reserve(self, name: str, nbytes: int) -> int:
+        """The file offset of the next nbytes of tensor `name`, taken in call order (copies may then run in parallel);
+        more than the tensor holds is a bug."""
         at = self._filled[name]
         if at + nbytes > self._specs[name].nbytes:
             raise RuntimeError(f"too many bytes for {name}")
