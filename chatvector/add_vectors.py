@@ -90,7 +90,7 @@ def _merged_tensor(name: str, cp: Checkpoint, merge: Merge, dtype_override) -> O
     dtype = dtype_override if dtype_override is not None and info.is_float else info.dtype
     compute = lambda start, stop: merge.rows(name, start, stop, cp.read(name, start, stop), dtype)  # noqa: E731
     update = (lambda start, stop, rows: merge.update(name, start, stop, rows)) if merge.changes(name) else None
-    seed = seed_of(info) if merge.workspace.device.type == "cpu" and dtype == info.dtype else None
+    seed = seed_of(cp, name) if merge.workspace.device.type == "cpu" and dtype == info.dtype else None
     return OutputTensor(TensorSpec(name, dtype, info.shape), compute, seed, update)
 
 

@@ -193,9 +193,9 @@ class Checkpoint:
         shape = (stop - start, *info.shape[1:]) if info.shape else ()
         offset, nbytes = info.offset + start * row_bytes, (stop - start) * row_bytes
         if not self._pin and offset % info.dtype.itemsize == 0:
-            fd = self._fd(info.file)
+            fd = self.fd(info.file)
             if os.fstat(fd).st_size < offset + nbytes:  # mapped pages past the end would kill the process on access
-                raise ChatVectorError(f"{info.file} was truncated while reading {info.name}; re-download or re-save it")
+                raise truncated(info.file, info.name)
             return mapped(fd, offset, nbytes, info.dtype).view(shape)
         view = self._next_buffer(nbytes)
         self._pread(info, memoryview(view.numpy()), start * row_bytes)
@@ -235,10 +235,11 @@ class Checkpoint:
 
     def _pread(self, info: TensorInfo, memory: memoryview, offset: int) -> None:
         """Fill `memory` from the tensor's data at `offset` bytes; a short read means the file shrank."""
-        if os.preadv(self._fd(info.file), [memory], info.offset + offset) != len(memory):
-            raise ChatVectorError(f"{info.file} was truncated while reading {info.name}; re-download or re-save it")
+        if os.preadv(self.fd(info.file), [memory], info.offset + offset) != len(memory):
+            raise truncated(info.file, info.name)
 
-    def _fd(self, file: Path) -> int:
+    def fd(self, file: Path) -> int:
+        """An open descriptor of one of the weight files, kept until close()."""
         if file not in self._fds:
             self._fds[file] = os.open(file, os.O_RDONLY)
         return self._fds[file]
@@ -254,6 +255,10 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def truncated(file: Path, name: str) -> ChatVectorError:
+    return ChatVectorError(f"{file} was truncated while reading {name}; re-download or re-save it")
 
 
 def load_config(model_dir: Path, what: str) -> dict:

@@ -112,7 +112,7 @@ def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspa
             nonzero.append(True)
         return out
 
-    seed = seed_of(info) if workspace.device.type == "cpu" and dtype == info.dtype else None
+    seed = seed_of(chat, name) if workspace.device.type == "cpu" and dtype == info.dtype else None
     return OutputTensor(TensorSpec(name, dtype, shape), compute, seed, update)
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
+from .checkpoint import truncated
 from .errors import ChatVectorError
 from .writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards, write_index
 
@@ -24,6 +25,7 @@ LOOKAHEAD_BYTES = 256 * 2**20  # seed bytes copied ahead of the arithmetic: enou
 class Seed:
     """Stored bytes an output tensor starts from, in its dtype and layout (the chat model's for a vector, the CP's for a merge)."""
     file: Path
+    fd: int  # the Checkpoint's own descriptor, open until it closes
     offset: int
 
 
@@ -38,15 +40,16 @@ class OutputTensor:
     update: Callable[[int, int, torch.Tensor], object] | None = None
 
 
-def seed_of(info) -> Seed | None:
+def seed_of(source, name: str) -> Seed | None:
     """Where a Checkpoint tensor's bytes lie in a safetensors file (None: in a pickle)."""
-    return Seed(info.file, info.offset) if info.offset >= 0 else None
+    info = source.infos[name]
+    return Seed(info.file, source.fd(info.file), info.offset) if info.offset >= 0 else None
 
 
 def copy_tensor(name: str, source) -> OutputTensor:
     """A tensor of a Checkpoint written as it is stored."""
     info = source.infos[name]
-    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(info))
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(source, name))
 
 
 def output_dtype(dtype: Dtype) -> torch.dtype | None:
@@ -72,8 +75,7 @@ def resolve_device(device: Device, auto_gpu: bool = False) -> torch.device:
 
 def row_ranges(spec: TensorSpec, chunk_numel: int = CHUNK_NUMEL) -> Iterator[tuple[int, int]]:
     rows = spec.shape[0] if spec.shape else 1
-    row_numel = max(1, spec.nbytes // spec.dtype.itemsize // max(rows, 1))
-    step = max(1, chunk_numel // row_numel)
+    step = max(1, chunk_numel // max(1, spec.row_bytes // spec.dtype.itemsize))
     for start in range(0, rows, step):
         yield start, min(rows, start + step)
     if rows == 0:
@@ -104,25 +106,20 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
-    sources: dict[Path, int] = {}
-    try:
-        with _torch_threads(arithmetic_threads(outputs)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
-                tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
-            for file, specs in shards:
-                writer = SafetensorsWriter(out_dir / file, specs)
-                try:
-                    _fill(writer, [by_name[spec.name] for spec in specs], pool, sources, bar)
-                except BaseException:
-                    writer.abort()
-                    raise
-                writer.close()
-    finally:
-        for fd in sources.values():
-            os.close(fd)
+    with _torch_threads(arithmetic_threads(outputs)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
+            tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
+        for file, specs in shards:
+            writer = SafetensorsWriter(out_dir / file, specs)
+            try:
+                _fill(writer, [by_name[spec.name] for spec in specs], pool, bar)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
     write_index(out_dir, prefix, shards)
 
 
-def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, sources: dict[Path, int], bar) -> None:
+def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar) -> None:
     """Write one shard's tensors. The writer thread places chunk n (a seed copy or computed rows) while the
     main thread computes or updates another; seed copies run up to LOOKAHEAD_BYTES ahead. A computed chunk
     lies in one of two alternating buffers (Checkpoint.read, Workspace.output), so we wait for write n before
@@ -131,7 +128,7 @@ def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPo
     copies: dict[int, Future] = {}
     pending: list[Future] = []
     try:
-        _fill_chunks(writer, chunks, pool, sources, bar, copies, pending)
+        _fill_chunks(writer, chunks, pool, bar, copies, pending)
     except BaseException:
         for future in copies.values():  # the file is abandoned: stop what has not started, let the rest finish
             future.cancel()
@@ -139,19 +136,19 @@ def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPo
         raise
 
 
-def _fill_chunks(writer, chunks, pool, sources, bar, copies: dict[int, Future], pending: list[Future]) -> None:
+def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: list[Future]) -> None:
     ahead, queued = 0, 0
     for i, (output, start, stop) in enumerate(chunks):
         while queued < len(chunks) and (queued <= i or ahead < LOOKAHEAD_BYTES):
             o, a, b = chunks[queued]
             if o.seed is not None:
-                row_bytes = _row_bytes(o.spec)
+                row_bytes = o.spec.row_bytes
                 at = writer.reserve(o.spec.name, (b - a) * row_bytes)  # here, in order: the copies may finish in any order
-                copies[queued] = pool.submit(_copy_seed, writer, at, _source(sources, o.seed.file), o, a * row_bytes, (b - a) * row_bytes)
+                copies[queued] = pool.submit(_copy_seed, writer, at, o, a * row_bytes, (b - a) * row_bytes)
                 ahead += (b - a) * row_bytes
             queued += 1
+        row_bytes = output.spec.row_bytes
         if output.seed is not None:
-            row_bytes = _row_bytes(output.spec)
             copies.pop(i).result()
             ahead -= (stop - start) * row_bytes
             if output.update is not None:
@@ -163,24 +160,13 @@ def _fill_chunks(writer, chunks, pool, sources, bar, copies: dict[int, Future], 
             if pending:
                 pending.pop().result()
             pending.append(pool.submit(writer.write, output.spec.name, chunk))
-        bar.update((stop - start) * _row_bytes(output.spec))
+        bar.update((stop - start) * row_bytes)
     if pending:
         pending.pop().result()
 
 
-def _row_bytes(spec: TensorSpec) -> int:
-    rows = spec.shape[0] if spec.shape else 1
-    return spec.nbytes // max(rows, 1)
-
-
-def _source(sources: dict[Path, int], file: Path) -> int:
-    if file not in sources:
-        sources[file] = os.open(file, os.O_RDONLY)
-    return sources[file]
-
-
-def _copy_seed(writer: SafetensorsWriter, at: int, source_fd: int, output: OutputTensor, start: int, nbytes: int) -> None:
+def _copy_seed(writer: SafetensorsWriter, at: int, output: OutputTensor, start: int, nbytes: int) -> None:
     try:
-        writer.copy(at, source_fd, output.seed.offset + start, nbytes)
+        writer.copy(at, output.seed.fd, output.seed.offset + start, nbytes)
     except EOFError:
-        raise ChatVectorError(f"{output.seed.file} was truncated while reading {output.spec.name}; re-download or re-save it") from None
+        raise truncated(output.seed.file, output.spec.name) from None

@@ -29,6 +29,11 @@ class TensorSpec:
     def nbytes(self) -> int:
         return _numel(self.shape) * self.dtype.itemsize
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row (a 0-d tensor is one row)."""
+        return self.nbytes // max(self.shape[0], 1) if self.shape else self.nbytes
+
 
 def parse_size(size: str | int) -> int:
     """'5GB' -> 5e9, '500MiB' -> 500 * 2**20 (the units transformers accepts)."""

@@ -127,7 +127,7 @@ def test_in_place_updates_write_the_same_bytes_as_computed_chunks(arch, trios, m
     for route in ("in place", "computed"):
         if route == "computed":
             for module in (chatvector.add_vectors, chatvector.extract_vector):
-                monkeypatch.setattr(module, "seed_of", lambda info: None)
+                monkeypatch.setattr(module, "seed_of", lambda source, name: None)
         vector = extract(str(trio["base"]), str(trio["chat"]), str(tmp_path / f"cv {route}"))
         merges = [add(str(trio["cp"]), [str(vector)], str(tmp_path / f"m{ratio} {route}"), ratios=[ratio], check_lineage=False)
                   for ratio in (0.3, 1.0)]

@@ -73,7 +73,7 @@ def _seeded_outputs(source: Checkpoint, computed: str) -> list[OutputTensor]:
             outputs.append(OutputTensor(spec, lambda a, b, t=TENSORS[name]: 2 * t[a:b]))
         else:
             update = (lambda a, b, rows: rows.mul_(2)) if info.dtype.is_floating_point else None
-            outputs.append(OutputTensor(spec, None, seed_of(info), update))
+            outputs.append(OutputTensor(spec, None, seed_of(source, name), update))
     return outputs
 
 
@@ -113,7 +113,7 @@ def test_a_failing_update_abandons_the_shard_with_its_own_error(tmp_path):
         raise ChatVectorError("the update failed")
 
     with Checkpoint(tmp_path) as source:
-        outputs = [OutputTensor(TensorSpec(n, i.dtype, i.shape), None, seed_of(i), fail if n == "f.vector" else None)
+        outputs = [OutputTensor(TensorSpec(n, i.dtype, i.shape), None, seed_of(source, n), fail if n == "f.vector" else None)
                    for n, i in source.infos.items()]
         with pytest.raises(ChatVectorError, match="the update failed"):
             write_tensors(tmp_path / "out", "model", outputs, 10**6, "test")
