@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from chatvector.writer import SafetensorsWriter, TensorSpec, plan_shards, write_index  # noqa: E402
+from chatvector.layout import plan_shards  # noqa: E402
+from chatvector.writer import SafetensorsWriter, TensorSpec, write_index  # noqa: E402
 
 SIZES = {  # Llama shapes: TinyLlama-1.1B; a small one for the smoke test; Llama-3-8B's embedding with few layers
     "default": dict(hidden=2048, intermediate=5632, layers=22, heads=32, kv_heads=4, vocab=32000),

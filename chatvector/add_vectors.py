@@ -5,6 +5,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .errors import ChatVectorError
+from .headstart import HeadStart
 from .lineage import verify_lineage
 from .merge import Merge, needs_token_matching, plan_merge
 from .modelcard import load_card_library, write_merge_card
@@ -13,13 +14,14 @@ from .tokenizer import (load_tokenizer, output_tokenizer, read_tokenizer_files, 
                         write_output_tokenizer_files)
 from .vector import open_chat_vector
 from .vocab import warn_untrained_rows
-from .writer import TensorSpec, atomic_output_dir
+from .outdir import atomic_output_dir
+from .writer import TensorSpec
 
 
 def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, ratios: list[float] | None = None,
         skip_embed: bool = False, special_tokens_map: dict | str | None = None, dtype: Dtype = "auto", device: Device = "auto",
         max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, align_vocab: bool = False,
-        check_lineage: bool = True, card_notes: str | None = None) -> Path:
+        check_lineage: bool = True, card_notes: str | None = None, head: HeadStart | None = None) -> Path:
     """Add ratio-weighted chat vectors to a CP model and write a Hugging Face checkpoint.
 
     Args:
@@ -38,6 +40,7 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
         align_vocab: match embedding and output-head rows by token string between the CP and chat tokenizers.
         check_lineage: refuse a CP that does not descend from a vector's base (compared on the vector's base fingerprint).
         card_notes: markdown appended to the model card (the sweep's table, for --write_best).
+        head: the output's files as the command began copying them before torch was imported (headstart.py).
     """
     ratios = [1.0] * len(chat_vector_paths) if ratios is None and len(chat_vector_paths) == 1 else ratios
     if not chat_vector_paths or ratios is None or len(ratios) != len(chat_vector_paths):
@@ -61,8 +64,8 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
             lineage = verify_lineage(cp, vectors) if check_lineage else {v.path: "not checked (--check_lineage False)" for v in vectors}
             outputs = [_merged_tensor(name, cp, merge, dtype_override) for name in cp.infos]
             inputs = [cp_dir, *[v.dir for v in vectors]]
-            with atomic_output_dir(Path(output_path), overwrite, inputs) as tmp:
-                write_tensors(tmp, "model", outputs, max_shard_size, "add")
+            with atomic_output_dir(Path(output_path), overwrite, inputs, head and head.partial) as tmp:
+                write_tensors(tmp, "model", outputs, max_shard_size, "add", head)
                 cp_tokenizer, chat_tokenizers = tokenizers.result()
                 write_config(cp_config, dtype if dtype_override else None, tmp)
                 if light:

@@ -1,7 +1,6 @@
 """Read a model directory's weights lazily: names, dtypes and shapes up front, bytes on demand."""
 import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 
 from .errors import ChatVectorError
 from .filemap import mapped
+from .layout import numel as _numel, read_header, truncated, weight_files as _weight_files
 
 SAFETENSORS_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -16,7 +16,6 @@ SAFETENSORS_DTYPES = {
     "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }  # fmt: skip
 DTYPE_NAMES = {dtype: name for name, dtype in SAFETENSORS_DTYPES.items()}
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,13 +41,6 @@ class TensorInfo:
     @property
     def is_float(self) -> bool:
         return self.dtype.is_floating_point
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def resolve_model_dir(path_or_id: str, what: str) -> Path:
@@ -93,52 +85,10 @@ def hub_revision(model_dir: Path) -> str | None:
     return model_dir.name if model_dir.parent.name == "snapshots" else None
 
 
-def _weight_files(model_dir: Path, prefix: str) -> tuple[list[Path], str]:
-    """The weight files of a directory, in order, and their format ('safetensors' or 'bin')."""
-    for ext, single in (("safetensors", f"{prefix}.safetensors"), ("bin", "pytorch_model.bin")):
-        index_name = f"{prefix}.safetensors.index.json" if ext == "safetensors" else "pytorch_model.bin.index.json"
-        index = model_dir / index_name
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (ValueError, KeyError, TypeError):
-                raise ChatVectorError(f"{index} is not a valid shard index (no weight_map); re-download or re-save the model") from None
-            files = sorted(set(weight_map.values()))
-            missing = [f for f in files if not (model_dir / f).is_file()]
-            if missing:
-                raise ChatVectorError(f"{index} names shard {missing[0]}, which is missing; re-download the model")
-            return [model_dir / f for f in files], ext
-        if (model_dir / single).is_file():
-            return [model_dir / single], ext
-    raise ChatVectorError(f"no weights in {model_dir}: expected {prefix}.safetensors, a sharded index, or pytorch_model.bin")
-
-
 def read_safetensors_header(file: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     """Parse a safetensors header and check every tensor lies inside the file (catches truncation)."""
-    size = file.stat().st_size
-    with open(file, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ChatVectorError(f"{file} is truncated or not a safetensors file; re-download or re-save it")
-        (header_len,) = struct.unpack("<Q", head)
-        if header_len > min(size - 8, _MAX_HEADER):
-            raise ChatVectorError(f"{file} has a corrupt header (length {header_len}); re-download or re-save it")
-        try:
-            header = json.loads(f.read(header_len))
-        except ValueError:
-            raise ChatVectorError(f"{file} has a corrupt header; re-download or re-save it") from None
-    metadata = header.pop("__metadata__", None) or {}
-    data_start, infos = 8 + header_len, {}
-    for name, entry in header.items():
-        try:
-            dtype, shape, (begin, end) = SAFETENSORS_DTYPES[entry["dtype"]], tuple(entry["shape"]), entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ChatVectorError(f"{file}: tensor {name} has an unsupported or corrupt header entry {entry!r}") from None
-        info = TensorInfo(name, dtype, shape, file, data_start + begin)
-        if end - begin != info.nbytes or data_start + end > size:
-            raise ChatVectorError(f"{file} is truncated or corrupt: tensor {name} lies outside the file; re-download or re-save it")
-        infos[name] = info
-    return infos, metadata
+    tensors, metadata = read_header(file)
+    return {name: TensorInfo(name, SAFETENSORS_DTYPES[dtype], shape, file, offset) for name, (dtype, shape, offset) in tensors.items()}, metadata
 
 
 class Checkpoint:
@@ -255,10 +205,6 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def truncated(file: Path, name: str) -> ChatVectorError:
-    return ChatVectorError(f"{file} was truncated while reading {name}; re-download or re-save it")
 
 
 def load_config(model_dir: Path, what: str) -> dict:

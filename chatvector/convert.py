@@ -10,7 +10,7 @@ from .modelcard import write_vector_card
 from .stream import copy_tensor, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files
 from .vector import open_chat_vector
-from .writer import atomic_output_dir
+from .outdir import atomic_output_dir
 
 
 def convert_reference(old: str, new: str, max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None) -> Path:

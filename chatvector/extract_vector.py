@@ -16,14 +16,16 @@ from .modelcard import load_card_library, write_vector_card
 from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, resolve_device, seed_of, write_tensors
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
+from .headstart import HeadStart
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
-from .writer import TensorSpec, atomic_output_dir
+from .outdir import atomic_output_dir
+from .writer import TensorSpec
 
 FORMAT_VERSION = 1
 
 
 def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: Dtype = "auto", device: Device = "auto",
-            max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None) -> Path:
+            max_shard_size: str | int = "5GB", overwrite: bool = False, command: str | None = None, head: HeadStart | None = None) -> Path:
     """Write chat - base for every floating-point weight, plus what `add` needs, to chat_vector_path.
 
     Args:
@@ -35,6 +37,7 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
         max_shard_size: largest shard, e.g. '5GB'.
         overwrite: replace a non-empty chat_vector_path.
         command: the command line, recorded in the model card.
+        head: the vector's files as the command began copying them before torch was imported (headstart.py).
     """
     base_dir, chat_dir = resolve_model_dir(base_model_path, "base model"), resolve_model_dir(chat_model_path, "chat model")
     dtype_override, run_device = output_dtype(dtype), resolve_device(device)
@@ -53,10 +56,10 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
         workspace = Workspace(run_device)
         nonzero: list[bool] = []  # set once a chunk of the vector is not all zeros
         outputs = [_vector_tensor(n, base, chat, dtype_override or chat.infos[n].dtype, workspace, rows.get(n), nonzero) for n in ordered]
-        with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir]) as tmp, \
+        with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir], head and head.partial) as tmp, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="card") as side:
             side.submit(load_card_library)  # while the weights stream; nothing else imports meanwhile
-            write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract")
+            write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract", head)
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
                       "check that the chat model is the tuned one", file=sys.stderr)

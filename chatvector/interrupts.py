@@ -7,6 +7,7 @@ Inside `cleanup_on_interrupt()` (an output directory being built, a reply being 
 handler raises KeyboardInterrupt instead, so `finally` blocks remove partial results.
 """
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 
 MESSAGE = "interrupted; nothing was written to the output path"
 _raise_depth = 0
+_scratch: set[str] = set()  # written before any cleanup block (a head start's partial output): removed on the spot
 
 
 def install_handler() -> None:
@@ -24,9 +26,20 @@ def install_handler() -> None:
 def _on_interrupt(signum, frame) -> None:
     if _raise_depth:
         raise KeyboardInterrupt
+    for path in list(_scratch):
+        shutil.rmtree(path, ignore_errors=True)
     sys.stderr.write(f"\nerror: {MESSAGE}\n")
     sys.stderr.flush()
     os._exit(130)
+
+
+def remove_on_exit(path) -> None:
+    """A directory being written outside any cleanup block: the on-the-spot exit removes it."""
+    _scratch.add(str(path))
+
+
+def keep_on_exit(path) -> None:
+    _scratch.discard(str(path))
 
 
 @contextmanager

@@ -5,14 +5,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from tqdm import tqdm
 
-from .checkpoint import truncated
 from .errors import ChatVectorError
-from .writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards, write_index
+from .layout import parse_size, plan_shards, truncated
+from .writer import SafetensorsWriter, TensorSpec, safetensors_header, write_index
+
+if TYPE_CHECKING:
+    from .headstart import HeadStart
 
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -101,34 +104,41 @@ def arithmetic_threads(outputs: Sequence[OutputTensor]) -> int:
     return max(1, cores - 1) if any(o.seed and o.update for o in outputs) else 1
 
 
-def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str) -> None:
-    """Produce and write every output tensor in order, a chunk of rows at a time, into sharded safetensors."""
+def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str,
+                  head: "HeadStart | None" = None) -> None:
+    """Produce and write every output tensor in order, a chunk of rows at a time, into sharded safetensors.
+    A file the head start has planned identically is adopted: its seeds are copied there, not here."""
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
     with _torch_threads(arithmetic_threads(outputs)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
             tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
         for file, specs in shards:
-            writer = SafetensorsWriter(out_dir / file, specs)
+            shard = [by_name[spec.name] for spec in specs]
+            seeds = {o.spec.name: (o.seed.file, o.seed.offset) if o.seed else None for o in shard}
+            placed = head is not None and head.adopt(out_dir / file, safetensors_header(specs)[0], seeds)
+            writer = SafetensorsWriter(out_dir / file, specs, placed=placed)
             try:
-                _fill(writer, [by_name[spec.name] for spec in specs], pool, bar)
+                _fill(writer, shard, pool, bar, head if placed else None)
             except BaseException:
                 writer.abort()
                 raise
             writer.close()
+    if head is not None:
+        head.release()
     write_index(out_dir, prefix, shards)
 
 
-def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar) -> None:
+def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar, head: "HeadStart | None") -> None:
     """Write one shard's tensors. The writer thread places chunk n (a seed copy or computed rows) while the
-    main thread computes or updates another; seed copies run up to LOOKAHEAD_BYTES ahead. A computed chunk
-    lies in one of two alternating buffers (Checkpoint.read, Workspace.output), so we wait for write n before
-    handing over n + 1, which is never computed into write n's buffer."""
+    main thread computes or updates another; seed copies run up to LOOKAHEAD_BYTES ahead (in an adopted
+    file, the head start copies them). A computed chunk lies in one of two alternating buffers (Checkpoint.read,
+    Workspace.output), so we wait for write n before handing over n + 1, which is never computed into write n's buffer."""
     chunks = [(o, start, stop) for o in outputs for start, stop in row_ranges(o.spec, SEEDED_CHUNK_NUMEL if o.seed else CHUNK_NUMEL)]
     copies: dict[int, Future] = {}
     pending: list[Future] = []
     try:
-        _fill_chunks(writer, chunks, pool, bar, copies, pending)
+        _fill_chunks(writer, chunks, pool, bar, copies, pending, head)
     except BaseException:
         for future in copies.values():  # the file is abandoned: stop what has not started, let the rest finish
             future.cancel()
@@ -136,7 +146,7 @@ def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPo
         raise
 
 
-def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: list[Future]) -> None:
+def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: list[Future], head) -> None:
     ahead, queued = 0, 0
     for i, (output, start, stop) in enumerate(chunks):
         while queued < len(chunks) and (queued <= i or ahead < LOOKAHEAD_BYTES):
@@ -144,7 +154,10 @@ def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: 
             if o.seed is not None:
                 row_bytes = o.spec.row_bytes
                 at = writer.reserve(o.spec.name, (b - a) * row_bytes)  # here, in order: the copies may finish in any order
-                copies[queued] = pool.submit(_copy_seed, writer, at, o, a * row_bytes, (b - a) * row_bytes)
+                if head is not None:
+                    copies[queued] = head.placed(writer.path.name, at, (b - a) * row_bytes)
+                else:
+                    copies[queued] = pool.submit(_copy_seed, writer, at, o, a * row_bytes, (b - a) * row_bytes)
                 ahead += (b - a) * row_bytes
             queued += 1
         row_bytes = output.spec.row_bytes

@@ -23,7 +23,7 @@ from .prompts import load_prompts
 from .stream import Device, Dtype
 from .plots import sweep_plot
 from .sweep_report import Ratio, markdown, recommend, summarize
-from .writer import check_output
+from .outdir import check_output
 
 
 @dataclass

@@ -10,7 +10,8 @@ from chatvector import ChatVectorError
 from chatvector.checkpoint import Checkpoint
 from chatvector import stream
 from chatvector.stream import OutputTensor, copy_tensor, seed_of, write_tensors
-from chatvector.writer import SafetensorsWriter, TensorSpec, parse_size, plan_shards
+from chatvector.layout import parse_size, plan_shards
+from chatvector.writer import SafetensorsWriter, TensorSpec
 
 TENSORS = {
     "a.weight": torch.randn(7, 5).to(torch.bfloat16),

@@ -1,0 +1,188 @@
+"""The head start: output files planned and copied before torch imports, adopted only when identical."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chatvector import add, extract, interrupts
+from chatvector import headstart, stream
+from chatvector.errors import ChatVectorError
+from chatvector.headstart import head_start
+from tests.conftest import ROOT
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    """The weight files and indexes the writer made (not the fingerprint, whose metadata order the library varies)."""
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.safetensors*")) if not p.name.startswith("base_fingerprint")}
+
+
+def _count_seed_copies(monkeypatch) -> list[str]:
+    """Names of the files whose seeds the writer thread copied itself."""
+    copied = []
+    real = stream._copy_seed
+
+    def counted(writer, *args):
+        copied.append(writer.path.name)
+        return real(writer, *args)
+
+    monkeypatch.setattr(stream, "_copy_seed", counted)
+    return copied
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("shard_size", ["5GB", "20KB"])
+def test_an_adopted_head_start_writes_the_same_bytes_and_the_writer_copies_no_seed(arch, shard_size, trios, monkeypatch, tmp_path):
+    monkeypatch.setattr(headstart, "PIECE_BYTES", 4096)  # many pieces, and the writer catches up with the copies
+    monkeypatch.setattr(headstart, "AHEAD_BYTES", 3 * 4096)
+    t = trios[arch]
+    extract(str(t["base"]), str(t["chat"]), str(tmp_path / "cv_plain"), max_shard_size=shard_size)
+    add(str(t["cp"]), [str(tmp_path / "cv_plain")], str(tmp_path / "model_plain"), ratios=[0.5], max_shard_size=shard_size)
+    copied = _count_seed_copies(monkeypatch)
+
+    head = head_start(str(t["chat"]), str(tmp_path / "cv"), False, [str(t["base"]), str(t["chat"])], "chat_vector", shard_size, True)
+    try:
+        extract(str(t["base"]), str(t["chat"]), str(tmp_path / "cv"), max_shard_size=shard_size, head=head)
+    finally:
+        head.close()
+    head = head_start(str(t["cp"]), str(tmp_path / "model"), False, [str(t["cp"]), str(tmp_path / "cv")], "model", shard_size, False)
+    try:
+        add(str(t["cp"]), [str(tmp_path / "cv")], str(tmp_path / "model"), ratios=[0.5], max_shard_size=shard_size, head=head)
+    finally:
+        head.close()
+
+    assert _files(tmp_path / "cv") == _files(tmp_path / "cv_plain")
+    assert _files(tmp_path / "model") == _files(tmp_path / "model_plain")
+    assert len(_files(tmp_path / "model")) > (2 if shard_size == "20KB" else 0)
+    assert not [name for name in copied if name.startswith(("chat_vector", "model"))]  # the head start placed every seed
+    assert "chat_embeddings.safetensors" in copied  # not planned: the writer copies it as before
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_a_head_start_planned_differently_is_dropped_and_leaves_no_file(trios, vectors, monkeypatch, tmp_path):
+    t = trios["llama"]
+    add(str(t["cp"]), [str(vectors["llama"])], str(tmp_path / "plain"), ratios=[0.5])
+    copied = _count_seed_copies(monkeypatch)
+    head = head_start(str(t["cp"]), str(tmp_path / "out"), False, [str(t["cp"])], "model", "20KB", False)  # other shards
+    try:
+        add(str(t["cp"]), [str(vectors["llama"])], str(tmp_path / "out"), ratios=[0.5], head=head)
+    finally:
+        head.close()
+    assert _files(tmp_path / "out") == _files(tmp_path / "plain")
+    assert sorted(_files(tmp_path / "out")) == ["model.safetensors"]  # none of the head start's planned shards is left
+    assert copied == ["model.safetensors"] * len(copied) and copied  # written from scratch
+
+
+def test_no_head_start_where_the_command_will_refuse_or_cannot_use_one(trios, tmp_path):
+    t = trios["llama"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    assert head_start(str(t["cp"]), str(taken), False, [str(t["cp"])], "model", "5GB", False) is None
+    assert head_start(str(t["cp"]), str(t["cp"] / "out"), True, [str(t["cp"])], "model", "5GB", False) is None  # inside an input
+    assert head_start("org/not-a-local-dir", str(tmp_path / "out"), False, [], "model", "5GB", False) is None
+    bin_model = tmp_path / "bin_model"
+    bin_model.mkdir()
+    (bin_model / "pytorch_model.bin").write_bytes(b"")
+    assert head_start(str(bin_model), str(tmp_path / "out"), False, [str(bin_model)], "model", "5GB", False) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin_model", "taken"]  # no partial output was made
+    assert (taken / "keep.txt").read_text() == "mine"
+
+
+def test_the_head_start_copies_no_further_ahead_than_its_bound(trios, monkeypatch, tmp_path):
+    piece, ahead = 256, 1024
+    monkeypatch.setattr(headstart, "PIECE_BYTES", piece)
+    monkeypatch.setattr(headstart, "AHEAD_BYTES", ahead)
+    source = trios["llama"]["cp"]
+    head = head_start(str(source), str(tmp_path / "out"), False, [str(source)], "model", "5GB", False)
+    try:
+        planned = head._files["model.safetensors"]
+        file, data = head.partial / "model.safetensors", len(planned.header)
+        total = data + sum(p[3] for p in planned.pieces)
+        assert total > data + 16 * ahead  # the bound matters for this model
+        _settled(file)
+        assert file.stat().st_size <= data + ahead + piece  # nothing asked for yet: the bound, give or take a piece
+        head.placed("model.safetensors", data, 8 * ahead).result(timeout=30)
+        _settled(file)
+        assert data + 8 * ahead <= file.stat().st_size <= data + 9 * ahead + piece
+        head.placed("model.safetensors", data, total - data).result(timeout=30)
+        assert file.stat().st_size == total
+    finally:
+        head.close()
+    assert not head.partial.exists()
+
+
+def _settled(file: Path) -> None:
+    """Wait until the copying thread has stopped growing the file (it waits on its bound)."""
+    while not file.exists():
+        time.sleep(0.05)
+    size = -1
+    while size != file.stat().st_size:
+        size = file.stat().st_size
+        time.sleep(0.2)
+
+
+def test_an_input_truncated_after_planning_fails_with_a_clear_error(trios, monkeypatch, tmp_path):
+    monkeypatch.setattr(headstart, "AHEAD_BYTES", 0)  # nothing is copied before the writer asks
+    model = tmp_path / "cp"
+    shutil.copytree(trios["llama"]["cp"], model)
+    head = head_start(str(model), str(tmp_path / "out"), False, [str(model)], "model", "5GB", False)
+    try:
+        planned = head._files["model.safetensors"]
+        with open(model / "model.safetensors", "r+b") as f:
+            f.truncate(len(planned.header) + 16)
+        with pytest.raises(ChatVectorError, match="was truncated while reading"):
+            head.placed("model.safetensors", len(planned.header), planned.pieces[-1][2] + planned.pieces[-1][3]).result(timeout=30)
+    finally:
+        head.close()
+    assert not head.partial.exists()
+
+
+def test_ctrl_c_before_any_cleanup_block_removes_a_head_starts_partial_output(monkeypatch, tmp_path):
+    partial = tmp_path / ".out.chatvector-partial-1-x"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"x" * 100)
+    interrupts.remove_on_exit(partial)
+
+    def exit_now(status):
+        raise SystemExit(status)
+
+    monkeypatch.setattr(os, "_exit", exit_now)
+    with pytest.raises(SystemExit) as exited:
+        interrupts._on_interrupt(2, None)
+    interrupts.keep_on_exit(partial)
+    assert exited.value.code == 130 and not partial.exists()
+
+
+ADOPTIONS = """
+import runpy, sys
+import chatvector.headstart as h
+real = h.HeadStart.adopt
+def adopt(self, path, header, seeds):
+    adopted = real(self, path, header, seeds)
+    print(f"adopted {path.name}: {adopted}", file=sys.stderr)
+    return adopted
+h.HeadStart.adopt = adopt
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _run_traced(script: str, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", ADOPTIONS, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_the_commands_start_with_a_head_start_on_the_cpu_and_not_for_a_dtype_change(trios, tmp_path):
+    t = trios["llama"]
+    result = _run_traced("extract_chat_vector.py", t["base"], t["chat"], tmp_path / "cv")
+    assert result.returncode == 0 and "adopted chat_vector.safetensors: True" in result.stderr, result.stderr
+    result = _run_traced("add_chat_vector.py", t["cp"], tmp_path / "cv", tmp_path / "model", "--ratio", "0.5")
+    assert result.returncode == 0 and "adopted model.safetensors: True" in result.stderr, result.stderr
+    result = _run_traced("add_chat_vector.py", t["cp"], tmp_path / "cv", tmp_path / "model32", "--dtype", "float32")
+    assert result.returncode == 0 and "adopted" not in result.stderr, result.stderr
+    assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
