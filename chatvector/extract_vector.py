@@ -96,8 +96,8 @@ def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, chat_dir) ->
 
 def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None,
                    nonzero: list[bool]) -> OutputTensor:
-    """chat - base for one weight: on the CPU, the chat model's bytes are copied into the output in the kernel and
-    the base subtracted in place (same kernel, same bits: the result is computed in float32 and rounded once)."""
+    """chat - base for one weight: on the CPU, the chat model's bytes are first copied into the output in the kernel
+    (the pages are then in place), and the difference, computed in float32 and rounded once, is written over them."""
     info = chat.infos[name]
     shape = info.shape if rows is None else (rows, *info.shape[1:])
 
@@ -107,16 +107,13 @@ def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspa
         subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
         return note_nonzero(workspace.to_host(out))
 
-    def update(start: int, stop: int, rows: torch.Tensor):
-        note_nonzero(subtract_into(rows, rows, base.read(name, start, stop), workspace))
-
     def note_nonzero(out: torch.Tensor) -> torch.Tensor:
         if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one
             nonzero.append(True)
         return out
 
     seed = seed_of(chat, name) if workspace.device.type == "cpu" and dtype == info.dtype else None
-    return OutputTensor(TensorSpec(name, dtype, shape), compute, seed, update)
+    return OutputTensor(TensorSpec(name, dtype, shape), compute, seed)
 
 
 def vector_metadata(base_arg, chat_arg, base_dir, chat_dir, config, dtype, embeddings, infos, fingerprint: bool = True) -> dict:

@@ -1,9 +1,9 @@
 """A head start for extract and add: the output's stored bytes are copied while torch imports.
 
 On the CPU every output tensor of both commands starts as a kernel copy of a stored tensor (the chat
-model's for a vector, the CP's for a merge) that is then updated in place. Laying out those files needs
-only the input's safetensors headers, so the command plans the files it expects before importing torch,
-and a thread copies into them during the second or so that the import takes. The writer adopts a planned
+model's for a vector, the CP's for a merge), which the computed rows then overwrite. Laying out those
+files needs only the input's safetensors headers, so the command plans the files it expects before
+importing torch, and a thread copies into them during the second or so that the import takes. The writer adopts a planned
 file only if its own header and seeds turn out to be the ones planned here, and writes any other from
 scratch: a wrong guess costs time, never bytes.
 """

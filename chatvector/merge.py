@@ -44,13 +44,8 @@ class Merge:
         """Whether any row of the weight differs from the CP's."""
         return name in self.names and (name not in self.skipped or bool(self.special_rows.get(name)))
 
-    def update(self, name: str, start: int, stop: int, rows: torch.Tensor) -> None:
-        """Turn rows [start, stop) of the CP's weight, held in `rows` (the output's own bytes), into the merged rows in place."""
-        if self.changes(name):
-            self._merge_into(rows, name, start, stop, rows)
-
     def _merge_into(self, out: torch.Tensor, name: str, start: int, stop: int, cp_rows: torch.Tensor) -> None:
-        """out = merged rows; `out` may be `cp_rows` itself (every route reads a block before writing it)."""
+        """out = merged rows."""
         if name in self.skipped:
             if out is not cp_rows:
                 out.copy_(cp_rows)

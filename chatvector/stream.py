@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
 CHUNK_NUMEL = 4 * 2**20  # elements per computed chunk: bounds memory whatever the tensor's size
-SEEDED_CHUNK_NUMEL = 16 * 2**20  # elements per chunk updated in place: fewer, larger mappings (measured 0.72 -> 0.60 s a GB)
+SEEDED_CHUNK_NUMEL = 16 * 2**20  # elements per seed copy: few, large calls
 LOOKAHEAD_BYTES = 256 * 2**20  # seed bytes copied ahead of the arithmetic: enough to never wait, little dirty page cache
 
 
@@ -34,13 +34,14 @@ class Seed:
 
 @dataclass(frozen=True)
 class OutputTensor:
-    """How to produce one output tensor. With a seed (CPU only), the stored bytes are copied into the output in
-    the kernel, as `cp` does, and `update` turns rows of them into the result in place; without an `update`, the
-    seed is the result. Otherwise `compute` returns rows [start, stop) in spec.dtype and they are written."""
+    """How to produce one output tensor: `compute` returns rows [start, stop) in spec.dtype. With a seed (CPU
+    only), the stored bytes are first copied into the output in the kernel, as `cp` does, and the computed rows
+    are then written over them (unless the seed is the result): writing over pages the copy has placed costs
+    a plain memory copy, where writing into new page-cache pages was 2-5x slower and erratic on our VMs."""
     spec: TensorSpec
     compute: Callable[[int, int], torch.Tensor]
     seed: Seed | None = None
-    update: Callable[[int, int, torch.Tensor], object] | None = None
+    seed_is_result: bool = False
 
 
 def seed_of(source, name: str) -> Seed | None:
@@ -52,7 +53,8 @@ def seed_of(source, name: str) -> Seed | None:
 def copy_tensor(name: str, source) -> OutputTensor:
     """A tensor of a Checkpoint written as it is stored."""
     info = source.infos[name]
-    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(source, name))
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(source, name),
+                        seed_is_result=True)
 
 
 def output_dtype(dtype: Dtype) -> torch.dtype | None:
@@ -95,13 +97,16 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def arithmetic_threads(outputs: Sequence[OutputTensor]) -> int:
-    """Every core but one for updates in place; the writer thread, copying seeds in the kernel, has the last.
-    Measured on 2 cores (1.1B bf16, 3 rounds): add 1.51-1.65 s with 1 thread, 1.72-1.80 with 2 (OpenMP's
-    spinning takes the copier's core); extract 1.9-2.5 with 2, 2.3-3.1 with 1. One thread when computed chunks
-    go through the writer thread, which then needs the other core (7.3-7.7 s with 1 thread, 8.2-8.8 s with 2)."""
+def arithmetic_threads(outputs: Sequence[OutputTensor], head: "HeadStart | None" = None) -> int:
+    """Every core where a head start copied the seeds (during the import: by now it is done or nearly);
+    every core but one where the writer thread copies them meanwhile; one where the writer thread writes
+    every computed chunk, which then needs the other core (7.3-7.7 s with 1 thread, 8.2-8.8 s with 2).
+    Measured on 2 cores, seeds already copied, 3 rounds: add's arithmetic and writes 1.06-1.09 s on one
+    thread, 0.84-0.91 s on two."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores - 1) if any(o.seed and o.update for o in outputs) else 1
+    if head is not None:
+        return cores
+    return max(1, cores - 1) if any(o.seed and not o.seed_is_result for o in outputs) else 1
 
 
 def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str,
@@ -111,7 +116,7 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
-    with _torch_threads(arithmetic_threads(outputs)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
+    with _torch_threads(arithmetic_threads(outputs, head)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
             tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
         for file, specs in shards:
             shard = [by_name[spec.name] for spec in specs]
@@ -131,7 +136,7 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
 
 def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar, head: "HeadStart | None") -> None:
     """Write one shard's tensors. The writer thread places chunk n (a seed copy or computed rows) while the
-    main thread computes or updates another; seed copies run up to LOOKAHEAD_BYTES ahead (in an adopted
+    main thread computes another (and writes it over its seed); seed copies run up to LOOKAHEAD_BYTES ahead (in an adopted
     file, the head start copies them). A computed chunk lies in one of two alternating buffers (Checkpoint.read,
     Workspace.output), so we wait for write n before handing over n + 1, which is never computed into write n's buffer."""
     chunks = [(o, start, stop) for o in outputs for start, stop in row_ranges(o.spec, SEEDED_CHUNK_NUMEL if o.seed else CHUNK_NUMEL)]
@@ -164,10 +169,10 @@ def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: 
         if output.seed is not None:
             copies.pop(i).result()
             ahead -= (stop - start) * row_bytes
-            if output.update is not None:
-                rows = writer.view(output.spec.name, start * row_bytes, (stop - start) * row_bytes)
-                output.update(start, stop, rows.view((stop - start, *output.spec.shape[1:]) if output.spec.shape else ()))
-                del rows  # unmapped here: only the chunks in use count in RSS
+            if not output.seed_is_result:
+                step = max(1, CHUNK_NUMEL // max(1, row_bytes // output.spec.dtype.itemsize))
+                for a in range(start, stop, step):
+                    writer.overwrite(output.spec.name, a * row_bytes, output.compute(a, min(stop, a + step)))
         else:
             chunk = output.compute(start, stop)
             if pending:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import DTYPE_NAMES
-from .filemap import copy_range, mapped
+from .filemap import copy_range
 from .layout import header_bytes, numel
 
 
@@ -26,6 +26,10 @@ class TensorSpec:
     def row_bytes(self) -> int:
         """Bytes of one row (a 0-d tensor is one row)."""
         return self.nbytes // max(self.shape[0], 1) if self.shape else self.nbytes
+
+
+def _bytes_of(chunk: torch.Tensor) -> memoryview:
+    return memoryview(chunk.contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 def safetensors_header(specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None) -> tuple[bytes, dict[str, int]]:
@@ -47,7 +51,7 @@ class SafetensorsWriter:
     """Streams one safetensors file: the header is known up front, so every tensor's bytes have a fixed place.
 
     Each tensor is filled front to back, by `write` (computed rows) or `copy` (stored bytes, in the kernel);
-    tensors may be filled in any order, and `view` maps bytes already placed so they can be updated in place.
+    tensors may be filled in any order, and `overwrite` replaces bytes already placed.
     """
 
     def __init__(self, path: Path, specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None, placed: bool = False):
@@ -64,21 +68,24 @@ class SafetensorsWriter:
         """Place the next rows of tensor `name` (in its dtype)."""
         if chunk.dtype != self._specs[name].dtype:
             raise RuntimeError(f"writer expected {name} in {self._specs[name].dtype}, got {chunk.dtype}")
-        data = memoryview(chunk.contiguous().reshape(-1).view(torch.uint8).numpy())
-        at = self.reserve(name, len(data))
-        while len(data):
-            written = os.pwrite(self._fd, data, at)
-            data, at = data[written:], at + written
+        data = _bytes_of(chunk)
+        self._pwrite(data, self.reserve(name, len(data)))
 
     def copy(self, at: int, source_fd: int, source_offset: int, nbytes: int) -> None:
         """Fill nbytes reserved at file offset `at` from another file, without passing them through Python."""
         copy_range(source_fd, source_offset, self._fd, at, nbytes)
 
-    def view(self, name: str, start: int, nbytes: int) -> torch.Tensor:
-        """Bytes [start, start + nbytes) of tensor `name`, already placed, as a writable flat tensor of its dtype."""
-        if start + nbytes > self._filled[name]:
-            raise RuntimeError(f"{name}: bytes {start}-{start + nbytes} are not reserved yet")
-        return mapped(self._fd, self._start[name] + start, nbytes, self._specs[name].dtype, writable=True)
+    def overwrite(self, name: str, start: int, chunk: torch.Tensor) -> None:
+        """Write rows over bytes [start, ...) of tensor `name`, already placed by `copy`."""
+        data = _bytes_of(chunk)
+        if chunk.dtype != self._specs[name].dtype or start + len(data) > self._filled[name]:
+            raise RuntimeError(f"{name}: bytes {start}-{start + len(data)} in {chunk.dtype} were not placed")
+        self._pwrite(data, self._start[name] + start)
+
+    def _pwrite(self, data: memoryview, at: int) -> None:
+        while len(data):
+            written = os.pwrite(self._fd, data, at)
+            data, at = data[written:], at + written
 
     def reserve(self, name: str, nbytes: int) -> int:
         """The file offset of the next nbytes of tensor `name`, taken in call order (copies may then run in parallel);

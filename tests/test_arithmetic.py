@@ -114,17 +114,17 @@ def test_the_ulp_oracle_rejects_two_ulps():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_in_place_updates_write_the_same_bytes_as_computed_chunks(arch, trios, monkeypatch, tmp_path):
-    """On the CPU a tensor's stored bytes are copied into the output and updated in place; without seeds the
-    same arithmetic runs on chunks that are then written. Both routes, fused and float32, must give the same files."""
+def test_rows_written_over_seeds_make_the_same_bytes_as_computed_chunks(arch, trios, monkeypatch, tmp_path):
+    """On the CPU a tensor's stored bytes are copied into the output and the computed rows written over them;
+    without seeds the same rows are written into a fresh file. Both routes, fused and float32, must give the same files."""
     import chatvector.add_vectors
     import chatvector.extract_vector
     from chatvector.writer import SafetensorsWriter
 
     trio, files, views = trios[arch], {}, []
-    view = SafetensorsWriter.view
-    monkeypatch.setattr(SafetensorsWriter, "view", lambda self, *args: views.append(self.path) or view(self, *args))
-    for route in ("in place", "computed"):
+    overwrite = SafetensorsWriter.overwrite
+    monkeypatch.setattr(SafetensorsWriter, "overwrite", lambda self, *args: views.append(self.path) or overwrite(self, *args))
+    for route in ("over seeds", "computed"):
         if route == "computed":
             for module in (chatvector.add_vectors, chatvector.extract_vector):
                 monkeypatch.setattr(module, "seed_of", lambda source, name: None)
@@ -135,8 +135,8 @@ def test_in_place_updates_write_the_same_bytes_as_computed_chunks(arch, trios, m
         streamed = [p for d in (vector, *merges, skipped) for p in sorted(d.glob("*.safetensors")) if "fingerprint" not in p.name]
         files[route] = [p.read_bytes() for p in streamed]
         views.append(route)
-    assert views[-2:] == ["in place", "computed"]  # the computed route updated nothing in place
-    assert len(views) > 2 and len(files["in place"]) == 5 and files["in place"] == files["computed"]
+    assert views[-2:] == ["over seeds", "computed"]  # the computed route wrote nothing over a seed
+    assert len(views) > 2 and len(files["over seeds"]) == 5 and files["over seeds"] == files["computed"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one is present)")

@@ -66,21 +66,22 @@ def test_sharded_output_has_one_index_and_tensors_in_order(tmp_path):
 
 
 def _seeded_outputs(source: Checkpoint, computed: str) -> list[OutputTensor]:
-    """Every tensor copied from `source`; floating ones are then doubled in place, and `computed` is computed instead."""
+    """Every tensor copied from `source`; floating ones are then overwritten with their double, and `computed`
+    is computed into a fresh place instead."""
     outputs = []
     for name, info in source.infos.items():
-        spec = TensorSpec(name, info.dtype, info.shape)
+        spec, doubled = TensorSpec(name, info.dtype, info.shape), lambda a, b, t=TENSORS[name]: 2 * t[a:b] if t.dim() else 2 * t
         if name == computed:
-            outputs.append(OutputTensor(spec, lambda a, b, t=TENSORS[name]: 2 * t[a:b]))
+            outputs.append(OutputTensor(spec, doubled))
         else:
-            update = (lambda a, b, rows: rows.mul_(2)) if info.dtype.is_floating_point else None
-            outputs.append(OutputTensor(spec, None, seed_of(source, name), update))
+            outputs.append(OutputTensor(spec, doubled, seed_of(source, name), seed_is_result=not info.dtype.is_floating_point))
     return outputs
 
 
 @pytest.mark.parametrize("shard_size", [40, 10**6])
-def test_seeded_tensors_are_copied_then_updated_in_place_among_computed_ones(shard_size, monkeypatch, tmp_path):
-    monkeypatch.setattr(stream, "SEEDED_CHUNK_NUMEL", 4)  # several chunks per tensor, copies queued ahead of updates
+def test_seeded_tensors_are_copied_then_overwritten_among_computed_ones(shard_size, monkeypatch, tmp_path):
+    monkeypatch.setattr(stream, "SEEDED_CHUNK_NUMEL", 4)  # several copies per tensor, queued ahead of the writes
+    monkeypatch.setattr(stream, "CHUNK_NUMEL", 2)  # several computed pieces per copy
     monkeypatch.setattr(stream, "LOOKAHEAD_BYTES", 64)
     save_file(TENSORS, tmp_path / "model.safetensors")
     (tmp_path / "out").mkdir()
@@ -106,17 +107,17 @@ def test_seeds_are_copied_with_pread_and_pwrite_where_the_kernel_cannot(monkeypa
     assert loaded.keys() == TENSORS.keys() and all(torch.equal(loaded[n], t) for n, t in TENSORS.items())
 
 
-def test_a_failing_update_abandons_the_shard_with_its_own_error(tmp_path):
+def test_a_failing_computation_over_a_seed_abandons_the_shard_with_its_own_error(tmp_path):
     save_file(TENSORS, tmp_path / "model.safetensors")
     (tmp_path / "out").mkdir()
 
-    def fail(start, stop, rows):
-        raise ChatVectorError("the update failed")
+    def fail(start, stop):
+        raise ChatVectorError("the computation failed")
 
     with Checkpoint(tmp_path) as source:
-        outputs = [OutputTensor(TensorSpec(n, i.dtype, i.shape), None, seed_of(source, n), fail if n == "f.vector" else None)
+        outputs = [OutputTensor(TensorSpec(n, i.dtype, i.shape), fail, seed_of(source, n), seed_is_result=n != "f.vector")
                    for n, i in source.infos.items()]
-        with pytest.raises(ChatVectorError, match="the update failed"):
+        with pytest.raises(ChatVectorError, match="the computation failed"):
             write_tensors(tmp_path / "out", "model", outputs, 10**6, "test")
 
 
