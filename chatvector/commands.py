@@ -3,6 +3,7 @@
 The top-level scripts and the `chatvector-*` entry points both land here; heavy imports happen inside
 each main, after the command line has been checked.
 """
+import os
 import sys
 import time
 from typing import Any
@@ -26,6 +27,7 @@ def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: s
     """
     started = time.perf_counter()
     overwrite = as_bool(overwrite, "overwrite")
+    _sleeping_openmp()
     head = _head_start(chat_model_path, chat_vector_path, overwrite, [base_model_path, chat_model_path], "chat_vector",
                        max_shard_size, dtype, device, floats_only=True)
     try:
@@ -65,6 +67,7 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
                    special_tokens_map=as_token_map(special_tokens_map), dtype=dtype, device=device, max_shard_size=max_shard_size,
                    overwrite=as_bool(overwrite, "overwrite"), command=command_line(), align_vocab=as_bool(align_vocab, "align_vocab"),
                    check_lineage=as_bool(check_lineage, "check_lineage"))
+    _sleeping_openmp()
     head = _head_start(cp_model_path, output_path, options["overwrite"], [cp_model_path, *vectors], "model", max_shard_size, dtype,
                        device, floats_only=False)
     try:
@@ -86,6 +89,12 @@ def _head_start(source, output, overwrite, inputs, prefix, max_shard_size, dtype
     from .headstart import head_start
 
     return head_start(str(source), str(output), overwrite, [str(i) for i in inputs], prefix, max_shard_size, floats_only)
+
+
+def _sleeping_openmp() -> None:
+    """Before torch loads OpenMP: its idle threads sleep instead of spinning while the main thread writes a chunk.
+    Measured on 2 cores, 4 alternating rounds: the same wall time, 0.7-1.0 s less user CPU a command."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _freeze_imports() -> None:
