@@ -54,18 +54,17 @@ def head_start(source: str, output: str, overwrite: bool, inputs: Sequence[str],
     tensor (floats_only: every floating-point one) in its stored order, dtype and layout. None where no head
     start applies (a hub id, .bin weights) or where the command will refuse its input: it reports that itself."""
     try:
-        model_dir = Path(source).expanduser()
-        if not model_dir.is_dir():
+        model_dir, out = Path(source).expanduser(), Path(output).expanduser().absolute()
+        if not model_dir.is_dir() or not out.parent.is_dir():  # a hub id; an output folder the command itself will create
             return None
         files, form = weight_files(model_dir.resolve(), "model")
         if form != "safetensors":
             return None
-        check_output(Path(output).expanduser().absolute(), overwrite, [Path(i).expanduser() for i in inputs])
+        check_output(out, overwrite, [Path(i).expanduser() for i in inputs])
         stored = [Stored(name, dtype, shape, file, offset) for file in files for name, (dtype, shape, offset) in read_header(file)[0].items()
                   if not floats_only or dtype in FLOAT_DTYPES]
         shards = plan_shards(stored, parse_size(max_shard_size), prefix)
-        Path(output).expanduser().absolute().parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_dir(Path(output))
+        partial = partial_dir(out)
     except (ChatVectorError, OSError, ValueError):
         return None
     planned, before = [], 0

@@ -84,6 +84,7 @@ def test_no_head_start_where_the_command_will_refuse_or_cannot_use_one(trios, tm
     assert head_start(str(t["cp"]), str(taken), False, [str(t["cp"])], "model", "5GB", False) is None
     assert head_start(str(t["cp"]), str(t["cp"] / "out"), True, [str(t["cp"])], "model", "5GB", False) is None  # inside an input
     assert head_start("org/not-a-local-dir", str(tmp_path / "out"), False, [], "model", "5GB", False) is None
+    assert head_start(str(t["cp"]), str(tmp_path / "new" / "out"), False, [str(t["cp"])], "model", "5GB", False) is None
     bin_model = tmp_path / "bin_model"
     bin_model.mkdir()
     (bin_model / "pytorch_model.bin").write_bytes(b"")
