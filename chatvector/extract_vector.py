@@ -5,8 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from . import __version__
 from .arithmetic import Workspace, subtract_into
 from .checkpoint import Checkpoint, hub_revision, load_config, resolve_model_dir
@@ -105,9 +103,7 @@ def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspa
         chat_rows = workspace.to_device(chat.read(name, start, stop), "chat")
         out = workspace.result(tuple(chat_rows.shape), dtype)
         subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
-        return note_nonzero(workspace.to_host(out))
-
-    def note_nonzero(out: torch.Tensor) -> torch.Tensor:
+        out = workspace.to_host(out)
         if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one
             nonzero.append(True)
         return out

@@ -43,9 +43,21 @@ class Stored:
 class PlannedFile:
     name: str
     header: bytes
-    seeds: dict[str, tuple[Path, int]]  # tensor -> (input file, data offset) its bytes are copied from
-    pieces: list[tuple[Path, int, int, int]]  # (input file, input offset, output offset, nbytes), in output order
+    tensors: list[tuple[Stored, int]]  # each input tensor and the output offset it is copied to, in output order
     before: int  # bytes planned in earlier files: the file's place in the copying order
+
+    @property
+    def seeds(self) -> dict[str, tuple[Path, int]]:
+        """Tensor -> (input file, data offset) its bytes are copied from: what the writer's own seeds must be."""
+        return {stored.name: (stored.file, stored.offset) for stored, _ in self.tensors}
+
+    @property
+    def end(self) -> int:
+        return len(self.header) + sum(stored.nbytes for stored, _ in self.tensors)
+
+    def position(self, at: int) -> int:
+        """Output offset `at` in the copying order of all planned files, which the look-ahead bound counts in."""
+        return self.before + at - len(self.header)
 
 
 def head_start(source: str, output: str, overwrite: bool, inputs: Sequence[str], prefix: str, max_shard_size: str | int,
@@ -70,8 +82,7 @@ def head_start(source: str, output: str, overwrite: bool, inputs: Sequence[str],
     planned, before = [], 0
     for name, group in shards:
         header, starts = header_bytes([(s.name, s.dtype, s.shape, s.nbytes) for s in group])
-        pieces = [(s.file, s.offset, starts[s.name], s.nbytes) for s in group]
-        planned.append(PlannedFile(name, header, {s.name: (s.file, s.offset) for s in group}, pieces, before))
+        planned.append(PlannedFile(name, header, [(s, starts[s.name]) for s in group], before))
         before += sum(s.nbytes for s in group)
     return HeadStart(partial, planned)
 
@@ -114,7 +125,7 @@ class HeadStart:
         future: Future = Future()
         with self._cond:
             planned = self._files[name]
-            self._asked = max(self._asked, planned.before + at + nbytes - planned.pieces[0][2])
+            self._asked = max(self._asked, planned.position(at + nbytes))
             self._waiters.append((name, at + nbytes, future))
             self._resolve()
             self._cond.notify_all()
@@ -175,20 +186,20 @@ class HeadStart:
         fd = os.open(self.partial / planned.name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             os.pwrite(fd, planned.header, 0)
-            for file, offset, at, nbytes in planned.pieces:
-                if file not in sources:
-                    sources[file] = os.open(file, os.O_RDONLY)
-                for start in range(0, nbytes, PIECE_BYTES):
+            for stored, at in planned.tensors:
+                if stored.file not in sources:
+                    sources[stored.file] = os.open(stored.file, os.O_RDONLY)
+                for start in range(0, stored.nbytes, PIECE_BYTES):
                     with self._cond:
-                        while not self._gone(planned) and planned.before + at + start - planned.pieces[0][2] - self._asked >= AHEAD_BYTES:
+                        while not self._gone(planned) and planned.position(at + start) - self._asked >= AHEAD_BYTES:
                             self._cond.wait()
                         if self._gone(planned):
                             return
-                    n = min(PIECE_BYTES, nbytes - start)
+                    n = min(PIECE_BYTES, stored.nbytes - start)
                     try:
-                        copy_range(sources[file], offset + start, fd, at + start, n)
+                        copy_range(sources[stored.file], stored.offset + start, fd, at + start, n)
                     except EOFError:
-                        raise truncated(file, next(name for name, seed in planned.seeds.items() if seed == (file, offset))) from None
+                        raise truncated(stored.file, stored.name) from None
                     with self._cond:
                         self._progress[planned.name] = at + start + n
                         self._resolve()

@@ -37,18 +37,8 @@ class Merge:
         in_place = cp_rows.device.type != "cpu"  # a loaded model merged on its GPU: the result stays there
         cp_rows = self.workspace.to_device(cp_rows, "cp")
         out = self.workspace.result(tuple(cp_rows.shape), dtype)
-        self._merge_into(out, name, start, stop, cp_rows)
-        return out if in_place else self.workspace.to_host(out)
-
-    def changes(self, name: str) -> bool:
-        """Whether any row of the weight differs from the CP's."""
-        return name in self.names and (name not in self.skipped or bool(self.special_rows.get(name)))
-
-    def _merge_into(self, out: torch.Tensor, name: str, start: int, stop: int, cp_rows: torch.Tensor) -> None:
-        """out = merged rows."""
         if name in self.skipped:
-            if out is not cp_rows:
-                out.copy_(cp_rows)
+            out.copy_(cp_rows)
         elif name in self.alignments:
             self._aligned_rows(out, name, start, stop, cp_rows)
         else:
@@ -57,6 +47,11 @@ class Merge:
         for row, value in self.special_rows.get(name, {}).items():
             if start <= row < stop:
                 out[row - start].copy_(value)  # the chat models' row, rounded once
+        return out if in_place else self.workspace.to_host(out)
+
+    def changes(self, name: str) -> bool:
+        """Whether any row of the weight differs from the CP's."""
+        return name in self.names and (name not in self.skipped or bool(self.special_rows.get(name)))
 
     def _aligned_rows(self, out, name, start, stop, cp_rows) -> None:
         """out[r] = cp[r] + sum_i ratio_i * CV_i[row_i(r)] for the CP rows whose token vector i knows."""

@@ -78,9 +78,13 @@ def resolve_device(device: Device, auto_gpu: bool = False) -> torch.device:
     return torch.device(device)
 
 
+def rows_per_chunk(spec: TensorSpec, chunk_numel: int) -> int:
+    return max(1, chunk_numel // max(1, spec.row_bytes // spec.dtype.itemsize))
+
+
 def row_ranges(spec: TensorSpec, chunk_numel: int = CHUNK_NUMEL) -> Iterator[tuple[int, int]]:
     rows = spec.shape[0] if spec.shape else 1
-    step = max(1, chunk_numel // max(1, spec.row_bytes // spec.dtype.itemsize))
+    step = rows_per_chunk(spec, chunk_numel)
     for start in range(0, rows, step):
         yield start, min(rows, start + step)
     if rows == 0:
@@ -170,7 +174,7 @@ def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: 
             copies.pop(i).result()
             ahead -= (stop - start) * row_bytes
             if not output.seed_is_result:
-                step = max(1, CHUNK_NUMEL // max(1, row_bytes // output.spec.dtype.itemsize))
+                step = rows_per_chunk(output.spec, CHUNK_NUMEL)
                 for a in range(start, stop, step):
                     writer.overwrite(output.spec.name, a * row_bytes, output.compute(a, min(stop, a + step)))
         else:

@@ -102,7 +102,7 @@ def test_the_head_start_copies_no_further_ahead_than_its_bound(trios, monkeypatc
     try:
         planned = head._files["model.safetensors"]
         file, data = head.partial / "model.safetensors", len(planned.header)
-        total = data + sum(p[3] for p in planned.pieces)
+        total = planned.end
         assert total > data + 16 * ahead  # the bound matters for this model
         _settled(file)
         assert file.stat().st_size <= data + ahead + piece  # nothing asked for yet: the bound, give or take a piece
@@ -136,7 +136,7 @@ def test_an_input_truncated_after_planning_fails_with_a_clear_error(trios, monke
         with open(model / "model.safetensors", "r+b") as f:
             f.truncate(len(planned.header) + 16)
         with pytest.raises(ChatVectorError, match="was truncated while reading"):
-            head.placed("model.safetensors", len(planned.header), planned.pieces[-1][2] + planned.pieces[-1][3]).result(timeout=30)
+            head.placed("model.safetensors", len(planned.header), planned.end).result(timeout=30)
     finally:
         head.close()
     assert not head.partial.exists()
