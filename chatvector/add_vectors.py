@@ -66,6 +66,8 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
             inputs = [cp_dir, *[v.dir for v in vectors]]
             with atomic_output_dir(Path(output_path), overwrite, inputs, head and head.partial) as tmp:
                 write_tensors(tmp, "model", outputs, max_shard_size, "add", head)
+                if head is not None:
+                    head.release()
                 cp_tokenizer, chat_tokenizers = tokenizers.result()
                 write_config(cp_config, dtype if dtype_override else None, tmp)
                 if light:

@@ -5,6 +5,7 @@ from pathlib import Path
 from .checkpoint import Checkpoint
 from .errors import ChatVectorError
 from .extract_vector import vector_metadata
+from .layout import ONE_SHARD
 from .lineage import write_fingerprint
 from .modelcard import write_vector_card
 from .stream import copy_tensor, write_tensors
@@ -29,7 +30,7 @@ def convert_reference(old: str, new: str, max_shard_size: str | int = "5GB", ove
         names = [n for n, info in vector.tensors.infos.items() if info.is_float]
         with Checkpoint(chat_dir) as chat, atomic_output_dir(Path(new), overwrite, [vector.dir, chat_dir]) as tmp:
             write_tensors(tmp, "chat_vector", [copy_tensor(n, vector.tensors) for n in names], max_shard_size, "convert")
-            write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in vector.embeddings.names], 2**62, "embeddings")
+            write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in vector.embeddings.names], ONE_SHARD, "embeddings")
             if has_base:
                 with Checkpoint(base_dir) as base:
                     write_fingerprint(base, [n for n in names if n in base.infos], tmp)

@@ -1,11 +1,17 @@
-"""Find the input embedding and output head from the architecture, and build transplanted token rows."""
+"""Find the input embedding and output head: from config.json for common architectures, else from the model.
+
+Imports no torch until the meta-device fallback needs it: extract's head start (headstart.py) names the
+embeddings it copies before torch is imported.
+"""
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import ChatVectorError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ def find_embedding_keys(model_dir: Path, checkpoint_keys: list[str]) -> Embeddin
     return EmbeddingKeys(input_key, output_key)
 
 
-def _meta_model(model_dir: Path) -> torch.nn.Module:
+def _meta_model(model_dir: Path) -> "torch.nn.Module":
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
@@ -95,7 +102,7 @@ def _meta_model(model_dir: Path) -> torch.nn.Module:
         raise ChatVectorError(f"transformers cannot build {config.architectures} from {model_dir} as a causal LM ({e}); upgrade transformers") from None
 
 
-def checkpoint_to_model_key(model: torch.nn.Module):
+def checkpoint_to_model_key(model: "torch.nn.Module"):
     """The renaming transformers applies when loading (e.g. GPT-NeoX `embed_out` -> `lm_head`, GPT-2's prefix)."""
     meta_state = model.state_dict()
     try:

@@ -15,6 +15,7 @@ from .stream import Device, Dtype, OutputTensor, copy_tensor, output_dtype, reso
 from .tokenizer import copy_generation_config, copy_tokenizer_files, load_tokenizer, require_tokenizer_files
 from .errors import ChatVectorError
 from .headstart import HeadStart
+from .layout import ONE_SHARD
 from .validate import check_same_architecture, check_same_names, check_same_shapes, float_names
 from .outdir import atomic_output_dir
 from .writer import TensorSpec
@@ -61,7 +62,9 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
                       "check that the chat model is the tuned one", file=sys.stderr)
-            write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in embeddings.names], 2**62, "embeddings")
+            write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in embeddings.names], ONE_SHARD, "embeddings", head)
+            if head is not None:
+                head.release()
             write_fingerprint(base, ordered, tmp)  # a few positional reads per weight: how add checks a CP's lineage
             copy_tokenizer_files(chat_dir, tmp)  # verbatim: the chat model's own files, template included
             copy_generation_config(chat_dir, tmp)

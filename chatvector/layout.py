@@ -106,6 +106,9 @@ def parse_size(size: str | int) -> int:
     return value
 
 
+ONE_SHARD = 2**62  # a max_shard_size that keeps every tensor in one file
+
+
 def plan_shards(specs: Sequence, max_shard_size: int, prefix: str) -> list[tuple[str, list]]:
     """Split tensors (anything with .nbytes), in order, into shards of at most max_shard_size bytes (a bigger
     tensor gets its own)."""

@@ -116,7 +116,8 @@ def arithmetic_threads(outputs: Sequence[OutputTensor], head: "HeadStart | None"
 def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str,
                   head: "HeadStart | None" = None) -> None:
     """Produce and write every output tensor in order, a chunk of rows at a time, into sharded safetensors.
-    A file the head start has planned identically is adopted: its seeds are copied there, not here."""
+    A file the head start has planned identically is adopted: its seeds are copied there, not here. The caller
+    releases the head start once it has written every file the head start may have planned."""
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
@@ -133,8 +134,6 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
                 writer.abort()
                 raise
             writer.close()
-    if head is not None:
-        head.release()
     write_index(out_dir, prefix, shards)
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from chatvector import add, apply_chat_vectors, chat_vector, extract
+from chatvector import add, apply_chat_vectors, arithmetic, chat_vector, extract
 from chatvector.arithmetic import Workspace, _accumulate_into, fusable, subtract_into, weighted_sum_into
 from tests.conftest import ARCHS, assert_within_ulp, load_weights
 
@@ -56,6 +56,25 @@ def test_the_fused_kernel_and_the_float32_route_agree_bit_for_bit(dtype, ratio):
     subtract_into(fused, cp, base, Workspace(torch.device("cpu")))
     _accumulate_into(wide, cp, [base], [-1.0], Workspace(torch.device("cpu")))
     assert torch.equal(fused, wide)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_float32_route_gives_the_same_bits_whatever_its_blocks_and_threads(threads, monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    cp, first, second = ((scale * torch.randn(1000, 37, generator=generator)).to(torch.bfloat16) for scale in (0.02, 0.002, 0.003))
+    whole = torch.empty_like(cp)
+    _accumulate_into(whole, cp, [first, second], [0.3, -0.7], Workspace(torch.device("cpu")))  # 37,000 elements: one block
+    monkeypatch.setattr(arithmetic, "BLOCK_NUMEL", 1000)  # blocks of 1000 per thread, the last one ragged
+    kept = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        blocked = torch.empty_like(cp)
+        _accumulate_into(blocked, cp, [first, second], [0.3, -0.7], Workspace(torch.device("cpu")))
+    finally:
+        torch.set_num_threads(kept)
+    assert torch.equal(blocked, whole)
+    terms = [cp.double(), 0.3 * first.double(), -0.7 * second.double()]
+    assert_within_ulp(blocked, sum(terms), 1, magnitude=sum(t.abs() for t in terms))
 
 
 def test_ratios_a_16_bit_kernel_would_round_take_the_float32_route():

@@ -1,4 +1,5 @@
 """The head start: output files planned and copied before torch imports, adopted only when identical."""
+import json
 import os
 import shutil
 import subprocess
@@ -10,9 +11,11 @@ import pytest
 
 from chatvector import add, extract, interrupts
 from chatvector import headstart, stream
+from chatvector.checkpoint import Checkpoint
+from chatvector.embeddings import find_embedding_keys
 from chatvector.errors import ChatVectorError
 from chatvector.headstart import head_start
-from tests.conftest import ROOT
+from tests.conftest import ARCHS, ROOT
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -43,7 +46,8 @@ def test_an_adopted_head_start_writes_the_same_bytes_and_the_writer_copies_no_se
     add(str(t["cp"]), [str(tmp_path / "cv_plain")], str(tmp_path / "model_plain"), ratios=[0.5], max_shard_size=shard_size)
     copied = _count_seed_copies(monkeypatch)
 
-    head = head_start(str(t["chat"]), str(tmp_path / "cv"), False, [str(t["base"]), str(t["chat"])], "chat_vector", shard_size, True)
+    head = head_start(str(t["chat"]), str(tmp_path / "cv"), False, [str(t["base"]), str(t["chat"])], "chat_vector", shard_size, True,
+                      "chat_embeddings")
     try:
         extract(str(t["base"]), str(t["chat"]), str(tmp_path / "cv"), max_shard_size=shard_size, head=head)
     finally:
@@ -57,9 +61,29 @@ def test_an_adopted_head_start_writes_the_same_bytes_and_the_writer_copies_no_se
     assert _files(tmp_path / "cv") == _files(tmp_path / "cv_plain")
     assert _files(tmp_path / "model") == _files(tmp_path / "model_plain")
     assert len(_files(tmp_path / "model")) > (2 if shard_size == "20KB" else 0)
-    assert not [name for name in copied if name.startswith(("chat_vector", "model"))]  # the head start placed every seed
-    assert "chat_embeddings.safetensors" in copied  # not planned: the writer copies it as before
+    assert copied == []  # the head start placed every seed, chat_embeddings' too
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_extracts_head_start_plans_the_embeddings_the_model_itself_names(arch, trios, tmp_path):
+    chat = trios[arch]["chat"]
+    with Checkpoint(chat) as checkpoint:
+        keys = find_embedding_keys(chat, list(checkpoint.infos))  # the meta-device model: the oracle
+    head = head_start(str(chat), str(tmp_path / "cv"), False, [str(chat)], "chat_vector", "5GB", True, "chat_embeddings")
+    try:
+        assert [stored.name for stored, _ in head._files["chat_embeddings.safetensors"].tensors] == keys.names
+    finally:
+        head.close()
+    unlisted = tmp_path / "unlisted"
+    shutil.copytree(chat, unlisted)
+    config = json.loads((unlisted / "config.json").read_text())
+    (unlisted / "config.json").write_text(json.dumps({**config, "model_type": "not-a-listed-architecture"}))
+    head = head_start(str(unlisted), str(tmp_path / "cv"), False, [str(unlisted)], "chat_vector", "5GB", True, "chat_embeddings")
+    try:
+        assert list(head._files) == ["chat_vector.safetensors"]  # extract names these by building the model: not guessed here
+    finally:
+        head.close()
 
 
 def test_a_head_start_planned_differently_is_dropped_and_leaves_no_file(trios, vectors, monkeypatch, tmp_path):
@@ -182,8 +206,17 @@ def test_the_commands_start_with_a_head_start_on_the_cpu_and_not_for_a_dtype_cha
     t = trios["llama"]
     result = _run_traced("extract_chat_vector.py", t["base"], t["chat"], tmp_path / "cv")
     assert result.returncode == 0 and "adopted chat_vector.safetensors: True" in result.stderr, result.stderr
+    assert "adopted chat_embeddings.safetensors: True" in result.stderr, result.stderr
     result = _run_traced("add_chat_vector.py", t["cp"], tmp_path / "cv", tmp_path / "model", "--ratio", "0.5")
     assert result.returncode == 0 and "adopted model.safetensors: True" in result.stderr, result.stderr
     result = _run_traced("add_chat_vector.py", t["cp"], tmp_path / "cv", tmp_path / "model32", "--dtype", "float32")
     assert result.returncode == 0 and "adopted" not in result.stderr, result.stderr
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_the_head_start_imports_no_torch():
+    """It exists to copy while torch imports: planning, embeddings' names included, must not import it first."""
+    code = "import sys, chatvector.commands, chatvector.headstart; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
