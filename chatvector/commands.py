@@ -21,7 +21,7 @@ def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: s
         chat_model_path: its chat model, e.g. meta-llama/Meta-Llama-3-8B-Instruct
         chat_vector_path: output directory
         dtype: storage dtype: auto (the chat model's own), bfloat16, float16 or float32
-        device: where the arithmetic runs: auto (the CPU: it measured as fast as a GPU), cpu or cuda
+        device: where the arithmetic runs: auto (the CPU: faster than the GPU on an H100 server), cpu or cuda
         max_shard_size: largest output shard, e.g. 2GB (units KB MB GB KiB MiB GiB)
         overwrite: replace a non-empty output directory
     """
@@ -55,7 +55,7 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
         skip_embed: keep the CP's input-embedding and output-head rows
         special_tokens_map: "{CP_TOKEN: CHAT_TOKEN}" by id or token string, or auto: these rows become the chat model's
         dtype: output dtype: auto (the CP's own), bfloat16, float16 or float32
-        device: where the arithmetic runs: auto (the CPU: it measured as fast as a GPU), cpu or cuda
+        device: where the arithmetic runs: auto (the CPU: faster than the GPU on an H100 server), cpu or cuda
         max_shard_size: largest output shard, e.g. 2GB
         overwrite: replace a non-empty output directory
         align_vocab: match embedding and output-head rows by token string (extended or reordered vocabularies)

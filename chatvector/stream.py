@@ -66,8 +66,9 @@ def output_dtype(dtype: Dtype) -> torch.dtype | None:
 
 
 def resolve_device(device: Device, auto_gpu: bool = False) -> torch.device:
-    """`auto` is the CPU for streaming arithmetic: on an H100 server the GPU did not beat the CPU (the bottleneck is
-    writing; extract 4.2 s on cuda vs 3.4 s on cpu, add 3.4 vs 3.7 s, 1.1B bf16), and CUDA start-up costs time.
+    """`auto` is the CPU for streaming arithmetic: on an H100 server the GPU was slower than 16 cores (extract 3.8 s on
+    cuda vs 3.0 s on cpu, add 3.6 vs 3.2 s, 1.1B bf16): the CPU copies the outputs in the kernel while torch
+    imports and computes faster than rows are written; the GPU waits for CUDA and moves every row both ways.
     With auto_gpu (chat: generation is compute-bound) `auto` takes the GPU when there is one."""
     if device not in ("auto", "cpu", "cuda"):
         raise ChatVectorError(f"--device must be auto, cpu or cuda, got {device!r}")
