@@ -103,8 +103,9 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 
 def arithmetic_threads(outputs: Sequence[OutputTensor], head: "HeadStart | None" = None) -> int:
-    """Every core where a head start copied the seeds (during the import: by now it is done or nearly);
-    every core but one where the writer thread copies them meanwhile; one where the writer thread writes
+    """Every core with a head start (its copies ran during the import: by now they are done or nearly; a file
+    it planned differently is then copied by the writer thread, on every core too); without one, every core but
+    one where the writer thread copies the seeds meanwhile; one where the writer thread writes
     every computed chunk, which then needs the other core (7.3-7.7 s with 1 thread, 8.2-8.8 s with 2).
     Measured on 2 cores, seeds already copied, 3 rounds: add's arithmetic and writes 1.06-1.09 s on one
     thread, 0.84-0.91 s on two."""
