@@ -90,10 +90,12 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
 
 def _merged_tensor(name: str, cp: Checkpoint, merge: Merge, dtype_override) -> OutputTensor:
     """One merged weight. On the CPU in the CP's dtype, the CP's bytes are copied into the output in the kernel
-    and the merged rows written over them (same arithmetic, same bits); a weight the merge leaves alone is just copied."""
+    and the merged rows computed over them (same arithmetic, same bits); a weight the merge leaves alone is just copied."""
     info = cp.infos[name]
     dtype = dtype_override if dtype_override is not None and info.is_float else info.dtype
-    compute = lambda start, stop: merge.rows(name, start, stop, cp.read(name, start, stop), dtype)  # noqa: E731
+    def compute(start: int, stop: int, into):
+        return merge.rows(name, start, stop, cp.read(name, start, stop), dtype, out=into)
+
     seed = seed_of(cp, name) if merge.workspace.device.type == "cpu" and dtype == info.dtype else None
     return OutputTensor(TensorSpec(name, dtype, info.shape), compute, seed, seed_is_result=not merge.changes(name))
 

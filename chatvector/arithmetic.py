@@ -1,5 +1,6 @@
 """The weight arithmetic, on tensors only: accumulate wider than the output, round once."""
 import math
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -89,17 +90,24 @@ def weighted_mean(rows: Sequence[torch.Tensor], ratios: Sequence[float], dtype: 
 
 
 class Workspace:
-    """Scratch tensors reused across chunks, so streaming allocates (and page-faults) once, not per chunk."""
+    """Scratch tensors reused across chunks, so streaming allocates (and page-faults) once, not per chunk; each
+    thread has its own (the stream's chunk workers compute side by side)."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self._buffers: dict[tuple, torch.Tensor] = {}
-        self._turn = 0
+        self._mine = threading.local()
+
+    def _own(self) -> threading.local:
+        """This thread's buffers (key -> tensor) and turn."""
+        if not hasattr(self._mine, "buffers"):
+            self._mine.buffers, self._mine.turn = {}, 0
+        return self._mine
 
     def output(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A host buffer for a finished chunk; two alternate, so one can be written while the next is computed."""
-        self._turn ^= 1
-        return self.get(f"out{self._turn}", shape, dtype, host=True)
+        own = self._own()
+        own.turn ^= 1
+        return self.get(f"out{own.turn}", shape, dtype, host=True)
 
     def result(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """Where a chunk's result is computed: the next host output buffer on the CPU, a device buffer on a GPU."""
@@ -117,11 +125,12 @@ class Workspace:
         for d in shape:
             numel *= d
         slot = (key, dtype, host)
-        buffer = self._buffers.get(slot)
+        buffers = self._own().buffers
+        buffer = buffers.get(slot)
         if buffer is None or buffer.numel() < numel:
             pin = host and self.device.type == "cuda"
             buffer = torch.empty(max(numel, 1), dtype=dtype, device=device, pin_memory=pin)
-            self._buffers[slot] = buffer
+            buffers[slot] = buffer
         return buffer[:numel].view(shape)
 
     def to_device(self, tensor: torch.Tensor, key: str) -> torch.Tensor:

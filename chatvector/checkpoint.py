@@ -1,6 +1,7 @@
 """Read a model directory's weights lazily: names, dtypes and shapes up front, bytes on demand."""
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class Checkpoint:
 
     `read` maps the rows' bytes (no copy; read-only: never write into a result). With pinned memory (the
     CUDA route) it reads into one of two reused pinned buffers, taken in turn: a result then stays valid
-    until the second read after it, so one chunk can be written by a background thread while the next is read.
+    until the second read after it (on the same thread), so one chunk can be written by a background thread while the next is read.
     """
 
     def __init__(self, model_dir: Path, prefix: str = "model", pin_memory: bool = False, state: dict[str, torch.Tensor] | None = None):
@@ -113,9 +114,9 @@ class Checkpoint:
                 infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
                 self.infos.update(infos)
         self._pin = pin_memory
-        self._buffers = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)]
-        self._turn = 0
+        self._mine = threading.local()  # each thread's two read buffers and turn: the stream's chunk workers read side by side
         self._fds: dict[Path, int] = {}
+        self._opening = threading.Lock()
 
     def _load_bin(self, file: Path) -> dict[str, TensorInfo]:
         try:
@@ -177,11 +178,14 @@ class Checkpoint:
         return view.view(info.dtype).view(len(rows), *info.shape[1:])
 
     def _next_buffer(self, nbytes: int) -> torch.Tensor:
-        """The other of the two read buffers, grown to nbytes (see the class docstring)."""
-        self._turn ^= 1
-        if self._buffers[self._turn].numel() < nbytes:
-            self._buffers[self._turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
-        return self._buffers[self._turn][:nbytes]
+        """The other of this thread's two read buffers, grown to nbytes (see the class docstring)."""
+        mine = self._mine
+        if not hasattr(mine, "buffers"):
+            mine.buffers, mine.turn = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)], 0
+        mine.turn ^= 1
+        if mine.buffers[mine.turn].numel() < nbytes:
+            mine.buffers[mine.turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
+        return mine.buffers[mine.turn][:nbytes]
 
     def _pread(self, info: TensorInfo, memory: memoryview, offset: int) -> None:
         """Fill `memory` from the tensor's data at `offset` bytes; a short read means the file shrank."""
@@ -191,7 +195,9 @@ class Checkpoint:
     def fd(self, file: Path) -> int:
         """An open descriptor of one of the weight files, kept until close()."""
         if file not in self._fds:
-            self._fds[file] = os.open(file, os.O_RDONLY)
+            with self._opening:
+                if file not in self._fds:
+                    self._fds[file] = os.open(file, os.O_RDONLY)
         return self._fds[file]
 
     def close(self) -> None:

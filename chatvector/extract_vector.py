@@ -98,13 +98,13 @@ def _shared_rows(base_infos, chat_infos, embedding_names, base_dir, chat_dir) ->
 def _vector_tensor(name: str, base: Checkpoint, chat: Checkpoint, dtype, workspace: Workspace, rows: int | None,
                    nonzero: list[bool]) -> OutputTensor:
     """chat - base for one weight: on the CPU, the chat model's bytes are first copied into the output in the kernel
-    (the pages are then in place), and the difference, computed in float32 and rounded once, is written over them."""
+    (the pages are then in place), and the difference, computed in float32 and rounded once, is computed over them."""
     info = chat.infos[name]
     shape = info.shape if rows is None else (rows, *info.shape[1:])
 
-    def compute(start: int, stop: int):
+    def compute(start: int, stop: int, into):
         chat_rows = workspace.to_device(chat.read(name, start, stop), "chat")
-        out = workspace.result(tuple(chat_rows.shape), dtype)
+        out = workspace.result(tuple(chat_rows.shape), dtype) if into is None else into
         subtract_into(out, chat_rows, workspace.to_device(base.read(name, start, stop), "base"), workspace)
         out = workspace.to_host(out)
         if not nonzero and bool(out.any()):  # checked until the first non-zero chunk: usually just the first one

@@ -30,13 +30,14 @@ class Merge:
     alignments: dict[str, list[VocabAlignment]] = field(default_factory=dict)  # weight -> per vector (--align_vocab)
     token_map: dict = field(default_factory=dict)  # --special_tokens_map as applied ('auto' resolved to tokens)
 
-    def rows(self, name: str, start: int, stop: int, cp_rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Rows [start, stop) of the merged weight, in `dtype` (a reused buffer: copy it before the next call)."""
+    def rows(self, name: str, start: int, stop: int, cp_rows: torch.Tensor, dtype: torch.dtype, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows [start, stop) of the merged weight, in `dtype`: into `out`, or into a reused buffer (copy it before
+        the next call)."""
         if name not in self.names:
             return cp_rows
-        in_place = cp_rows.device.type != "cpu"  # a loaded model merged on its GPU: the result stays there
+        in_place = out is not None or cp_rows.device.type != "cpu"  # a loaded model merged on its GPU: the result stays there
         cp_rows = self.workspace.to_device(cp_rows, "cp")
-        out = self.workspace.result(tuple(cp_rows.shape), dtype)
+        out = self.workspace.result(tuple(cp_rows.shape), dtype) if out is None else out
         if name in self.skipped:
             out.copy_(cp_rows)
         elif name in self.alignments:

@@ -1,5 +1,6 @@
 """Drive output tensors, chunk of rows by chunk of rows, from their inputs into sharded safetensors."""
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -11,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import ChatVectorError
+from .filemap import room_to_write_in_place
 from .layout import parse_size, plan_shards, truncated
 from .writer import SafetensorsWriter, TensorSpec, safetensors_header, write_index
 
@@ -21,6 +23,9 @@ Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
 CHUNK_NUMEL = 4 * 2**20  # elements per computed chunk: bounds memory whatever the tensor's size
 SEEDED_CHUNK_NUMEL = 16 * 2**20  # elements per seed copy: few, large calls
+MAX_CHUNK_WORKERS = 4  # see chunk_workers
+QUEUED_CHUNKS = 2 * MAX_CHUNK_WORKERS  # chunks queued for the workers, none of whom then waits for the main thread;
+# a chunk is mapped only once a worker takes it
 LOOKAHEAD_BYTES = 256 * 2**20  # seed bytes copied ahead of the arithmetic: enough to never wait, little dirty page cache
 
 
@@ -34,12 +39,15 @@ class Seed:
 
 @dataclass(frozen=True)
 class OutputTensor:
-    """How to produce one output tensor: `compute` returns rows [start, stop) in spec.dtype. With a seed (CPU
-    only), the stored bytes are first copied into the output in the kernel, as `cp` does, and the computed rows
-    are then written over them (unless the seed is the result): writing over pages the copy has placed costs
-    a plain memory copy, where writing into new page-cache pages was 2-5x slower and erratic on our VMs."""
+    """How to produce one output tensor: `compute(start, stop, into)` returns rows [start, stop) in spec.dtype.
+    With a seed (CPU only), the stored bytes are first copied into the output in the kernel, as `cp` does, and
+    the rows are then computed over them (unless the seed is the result): `into` is then a writable view of
+    those rows in the output file, to compute into (a result elsewhere is copied there); None where the rows
+    go to a fresh place or through write calls. The copy places the pages: writing into new page-cache pages
+    was 2-5x slower and erratic on our VMs. Computing into the view saves a write call's copy; reading it
+    first would cost a second page fault per page (add's arithmetic 0.75 s -> 1.05 s on 2 cores): read the inputs."""
     spec: TensorSpec
-    compute: Callable[[int, int], torch.Tensor]
+    compute: Callable[[int, int, torch.Tensor | None], torch.Tensor]
     seed: Seed | None = None
     seed_is_result: bool = False
 
@@ -53,8 +61,8 @@ def seed_of(source, name: str) -> Seed | None:
 def copy_tensor(name: str, source) -> OutputTensor:
     """A tensor of a Checkpoint written as it is stored."""
     info = source.infos[name]
-    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop: source.read(name, start, stop), seed_of(source, name),
-                        seed_is_result=True)
+    return OutputTensor(TensorSpec(name, info.dtype, info.shape), lambda start, stop, into: source.read(name, start, stop),
+                        seed_of(source, name), seed_is_result=True)
 
 
 def output_dtype(dtype: Dtype) -> torch.dtype | None:
@@ -115,6 +123,14 @@ def arithmetic_threads(outputs: Sequence[OutputTensor], head: "HeadStart | None"
     return max(1, cores - 1) if any(o.seed and not o.seed_is_result for o in outputs) else 1
 
 
+def chunk_workers(threads: int) -> int:
+    """Threads that each take whole chunks computed into the file: map the inputs, compute, unmap. With one thread
+    that maps and unmaps while torch's other threads wait, the second core idled half the time (perf, 2 cores):
+    page-table work is a third of the main thread's. At most MAX_CHUNK_WORKERS, each kernel on threads // workers
+    threads, so that the GIL and the process's mapping lock stay uncontended on many cores."""
+    return max(1, min(threads, MAX_CHUNK_WORKERS))
+
+
 def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], max_shard_size: str | int, desc: str,
                   head: "HeadStart | None" = None) -> None:
     """Produce and write every output tensor in order, a chunk of rows at a time, into sharded safetensors.
@@ -123,15 +139,18 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
     shards = plan_shards([o.spec for o in outputs], parse_size(max_shard_size), prefix)
     by_name = {o.spec.name: o for o in outputs}
     total = sum(o.spec.nbytes for o in outputs)
-    with _torch_threads(arithmetic_threads(outputs, head)), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
-            tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
+    over_seeds = sum(o.spec.nbytes for o in outputs if o.seed and not o.seed_is_result)
+    threads = arithmetic_threads(outputs, head)
+    workers = chunk_workers(threads) if over_seeds and room_to_write_in_place(out_dir, over_seeds) else 0
+    with _torch_threads(max(1, threads // max(1, workers))), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
+            _chunk_pool(workers) as computing, tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
         for file, specs in shards:
             shard = [by_name[spec.name] for spec in specs]
             seeds = {o.spec.name: (o.seed.file, o.seed.offset) if o.seed else None for o in shard}
             placed = head is not None and head.adopt(out_dir / file, safetensors_header(specs)[0], seeds)
             writer = SafetensorsWriter(out_dir / file, specs, placed=placed)
             try:
-                _fill(writer, shard, pool, bar, head if placed else None)
+                _fill(writer, shard, pool, bar, head if placed else None, computing)
             except BaseException:
                 writer.abort()
                 raise
@@ -139,24 +158,36 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
     write_index(out_dir, prefix, shards)
 
 
-def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar, head: "HeadStart | None") -> None:
+@contextmanager
+def _chunk_pool(workers: int) -> Iterator[ThreadPoolExecutor | None]:
+    if not workers:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arithmetic") as computing:
+        yield computing
+
+
+def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar, head: "HeadStart | None",
+          computing: ThreadPoolExecutor | None) -> None:
     """Write one shard's tensors. The writer thread places chunk n (a seed copy or computed rows) while the
-    main thread computes another (and writes it over its seed); seed copies run up to LOOKAHEAD_BYTES ahead (in an adopted
-    file, the head start copies them). A computed chunk lies in one of two alternating buffers (Checkpoint.read,
+    main thread computes another; rows over a seed are computed into the file by the chunk workers (`computing`),
+    or, without them, here with write calls. Seed copies run up to LOOKAHEAD_BYTES ahead (in an adopted file, the
+    head start copies them). A computed chunk lies in one of two alternating buffers (Checkpoint.read,
     Workspace.output), so we wait for write n before handing over n + 1, which is never computed into write n's buffer."""
     chunks = [(o, start, stop) for o in outputs for start, stop in row_ranges(o.spec, SEEDED_CHUNK_NUMEL if o.seed else CHUNK_NUMEL)]
     copies: dict[int, Future] = {}
     pending: list[Future] = []
+    running: deque[Future] = deque()
     try:
-        _fill_chunks(writer, chunks, pool, bar, copies, pending, head)
+        _fill_chunks(writer, chunks, pool, bar, copies, pending, head, computing, running)
     except BaseException:
-        for future in copies.values():  # the file is abandoned: stop what has not started, let the rest finish
+        for future in (*copies.values(), *running):  # the file is abandoned: stop what has not started, let the rest finish
             future.cancel()
-        wait([*copies.values(), *pending])
+        wait([*copies.values(), *pending, *running])
         raise
 
 
-def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: list[Future], head) -> None:
+def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: list[Future], head, computing, running: deque[Future]) -> None:
     ahead, queued = 0, 0
     for i, (output, start, stop) in enumerate(chunks):
         while queued < len(chunks) and (queued <= i or ahead < LOOKAHEAD_BYTES):
@@ -177,15 +208,36 @@ def _fill_chunks(writer, chunks, pool, bar, copies: dict[int, Future], pending: 
             if not output.seed_is_result:
                 step = rows_per_chunk(output.spec, CHUNK_NUMEL)
                 for a in range(start, stop, step):
-                    writer.overwrite(output.spec.name, a * row_bytes, output.compute(a, min(stop, a + step)))
+                    if computing is None:
+                        _compute_over_seed(writer, output, a, min(stop, a + step), False)
+                        continue
+                    running.append(computing.submit(_compute_over_seed, writer, output, a, min(stop, a + step), True))
+                    while len(running) > QUEUED_CHUNKS:
+                        running.popleft().result()
         else:
-            chunk = output.compute(start, stop)
+            chunk = output.compute(start, stop, None)
             if pending:
                 pending.pop().result()
             pending.append(pool.submit(writer.write, output.spec.name, chunk))
         bar.update((stop - start) * row_bytes)
+    while running:
+        running.popleft().result()
     if pending:
         pending.pop().result()
+
+
+def _compute_over_seed(writer: SafetensorsWriter, output: OutputTensor, start: int, stop: int, in_place: bool) -> None:
+    """Rows [start, stop), whose seed is placed, computed into their place in the file (in_place) or written over it."""
+    spec = output.spec
+    at, nbytes = start * spec.row_bytes, (stop - start) * spec.row_bytes
+    into = writer.placed_rows(spec.name, at, nbytes) if in_place else None
+    if into is None:
+        writer.overwrite(spec.name, at, output.compute(start, stop, None))
+        return
+    into = into.view((stop - start, *spec.shape[1:]) if spec.shape else ())
+    result = output.compute(start, stop, into)
+    if result.data_ptr() != into.data_ptr():
+        into.copy_(result)
 
 
 def _copy_seed(writer: SafetensorsWriter, at: int, output: OutputTensor, start: int, nbytes: int) -> None:

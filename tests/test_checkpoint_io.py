@@ -1,6 +1,8 @@
 """Our streaming safetensors writer and positional reader, checked against the safetensors library."""
 import errno
 import os
+import sys
+import threading
 
 import pytest
 import torch
@@ -8,7 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from chatvector import ChatVectorError
 from chatvector.checkpoint import Checkpoint
-from chatvector import stream
+from chatvector import filemap, stream
+from chatvector.filemap import room_to_write_in_place
 from chatvector.stream import OutputTensor, copy_tensor, seed_of, write_tensors
 from chatvector.layout import parse_size, plan_shards
 from chatvector.writer import SafetensorsWriter, TensorSpec
@@ -56,7 +59,7 @@ def test_reader_reads_rows_of_library_written_files(tmp_path):
 
 
 def test_sharded_output_has_one_index_and_tensors_in_order(tmp_path):
-    outputs = [OutputTensor(TensorSpec(n, t.dtype, tuple(t.shape)), lambda a, b, t=t: t[a:b] if t.dim() else t)
+    outputs = [OutputTensor(TensorSpec(n, t.dtype, tuple(t.shape)), lambda a, b, into, t=t: t[a:b] if t.dim() else t)
                for n, t in TENSORS.items()]
     write_tensors(tmp_path, "model", outputs, 40, "test")
     with Checkpoint(tmp_path) as checkpoint:
@@ -65,12 +68,18 @@ def test_sharded_output_has_one_index_and_tensors_in_order(tmp_path):
     assert (tmp_path / "model.safetensors.index.json").is_file()
 
 
+def _doubled(tensor: torch.Tensor, start: int, stop: int, into: torch.Tensor | None) -> torch.Tensor:
+    """Rows [start, stop) of 2 * tensor, computed into `into` where the stream gives a place in the file."""
+    rows = tensor[start:stop] if tensor.dim() else tensor
+    return torch.mul(rows, 2) if into is None else torch.mul(rows, 2, out=into)
+
+
 def _seeded_outputs(source: Checkpoint, computed: str) -> list[OutputTensor]:
     """Every tensor copied from `source`; floating ones are then overwritten with their double, and `computed`
     is computed into a fresh place instead."""
     outputs = []
     for name, info in source.infos.items():
-        spec, doubled = TensorSpec(name, info.dtype, info.shape), lambda a, b, t=TENSORS[name]: 2 * t[a:b] if t.dim() else 2 * t
+        spec, doubled = TensorSpec(name, info.dtype, info.shape), lambda a, b, into, t=TENSORS[name]: _doubled(t, a, b, into)
         if name == computed:
             outputs.append(OutputTensor(spec, doubled))
         else:
@@ -79,10 +88,22 @@ def _seeded_outputs(source: Checkpoint, computed: str) -> list[OutputTensor]:
 
 
 @pytest.mark.parametrize("shard_size", [40, 10**6])
-def test_seeded_tensors_are_copied_then_overwritten_among_computed_ones(shard_size, monkeypatch, tmp_path):
+@pytest.mark.parametrize("route", ["computed in place", "copied into place", "write calls"])
+def test_seeded_tensors_are_copied_then_overwritten_among_computed_ones(shard_size, route, monkeypatch, tmp_path):
+    """Rows computed over a seed: into a writable map of the file; computed elsewhere and copied into the map; or,
+    without room on the disk for writes through a map, written with write calls."""
     monkeypatch.setattr(stream, "SEEDED_CHUNK_NUMEL", 4)  # several copies per tensor, queued ahead of the writes
     monkeypatch.setattr(stream, "CHUNK_NUMEL", 2)  # several computed pieces per copy
     monkeypatch.setattr(stream, "LOOKAHEAD_BYTES", 64)
+    seen, written_over = [], set()
+    compute_over_seed, overwrite = stream._compute_over_seed, SafetensorsWriter.overwrite
+    monkeypatch.setattr(stream, "_compute_over_seed",
+                        lambda *args: seen.append((args[-1], threading.current_thread().name[:10])) or compute_over_seed(*args))
+    monkeypatch.setattr(SafetensorsWriter, "overwrite", lambda self, name, *args: written_over.add(name) or overwrite(self, name, *args))
+    if route == "copied into place":
+        monkeypatch.setattr(sys.modules[__name__], "_doubled", lambda t, a, b, into: 2 * t[a:b] if t.dim() else 2 * t)
+    if route == "write calls":
+        monkeypatch.setattr(stream, "room_to_write_in_place", lambda path, nbytes: False)
     save_file(TENSORS, tmp_path / "model.safetensors")
     (tmp_path / "out").mkdir()
     with Checkpoint(tmp_path) as source:
@@ -92,6 +113,36 @@ def test_seeded_tensors_are_copied_then_overwritten_among_computed_ones(shard_si
         assert list(written.infos) == order
         for name, tensor in TENSORS.items():
             assert torch.equal(written.read(name), 2 * tensor if tensor.dtype.is_floating_point else tensor), name
+        over_seeds = {n for n, i in written.infos.items() if i.dtype.is_floating_point and i.rows and n != "f.vector"}
+    assert len(seen) > 4 and set(seen) == ({(False, "MainThread")} if route == "write calls" else {(True, "arithmetic")})
+    assert written_over == (over_seeds if route == "write calls" else set())
+
+
+def test_rows_over_a_seed_at_an_offset_no_tensor_can_view_take_write_calls(monkeypatch, tmp_path):
+    """A float32 tensor after a 3-byte one starts at an odd offset in the output: it cannot be viewed in place."""
+    tensors = {"a.mask": torch.tensor([True, False, True]), "b.vector": torch.randn(10)}
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "out").mkdir()
+    written_over = []
+    overwrite = SafetensorsWriter.overwrite
+    monkeypatch.setattr(SafetensorsWriter, "overwrite", lambda self, name, *args: written_over.append(name) or overwrite(self, name, *args))
+    with Checkpoint(tmp_path) as source:
+        outputs = [copy_tensor("a.mask", source),
+                   OutputTensor(TensorSpec("b.vector", torch.float32, (10,)), lambda a, b, into: _doubled(tensors["b.vector"], a, b, into),
+                                seed_of(source, "b.vector"))]
+        write_tensors(tmp_path / "out", "model", outputs, 10**6, "test")
+    with Checkpoint(tmp_path / "out") as written:
+        assert written.infos["b.vector"].offset % 4 == 3 and written_over == ["b.vector"]
+        assert torch.equal(written.read("a.mask"), tensors["a.mask"]) and torch.equal(written.read("b.vector"), 2 * tensors["b.vector"])
+
+
+def test_room_to_write_in_place_asks_for_the_bytes_and_a_margin(monkeypatch, tmp_path):
+    free = {"bytes": 0}
+    monkeypatch.setattr(os, "statvfs", lambda path: os.statvfs_result((4096, 4096, 0, 0, free["bytes"] // 4096, 0, 0, 0, 0, 255)))
+    free["bytes"] = filemap._ROOM_MARGIN + 2**30
+    assert room_to_write_in_place(tmp_path, 2**30) and not room_to_write_in_place(tmp_path, 2**30 + 4096)
+    free["bytes"] = 0
+    assert not room_to_write_in_place(tmp_path, 1)
 
 
 def test_seeds_are_copied_with_pread_and_pwrite_where_the_kernel_cannot(monkeypatch, tmp_path):
@@ -111,7 +162,7 @@ def test_a_failing_computation_over_a_seed_abandons_the_shard_with_its_own_error
     save_file(TENSORS, tmp_path / "model.safetensors")
     (tmp_path / "out").mkdir()
 
-    def fail(start, stop):
+    def fail(start, stop, into):
         raise ChatVectorError("the computation failed")
 
     with Checkpoint(tmp_path) as source:

@@ -14,7 +14,7 @@ from chatvector import headstart, stream
 from chatvector.checkpoint import Checkpoint
 from chatvector.embeddings import find_embedding_keys
 from chatvector.errors import ChatVectorError
-from chatvector.headstart import head_start
+from chatvector.headstart import PlannedFile, Stored, head_start
 from tests.conftest import ARCHS, ROOT
 
 
@@ -138,6 +138,17 @@ def test_the_head_start_copies_no_further_ahead_than_its_bound(trios, monkeypatc
     finally:
         head.close()
     assert not head.partial.exists()
+
+
+def test_tensors_stored_back_to_back_are_copied_as_one_run():
+    """One copy call per run, not per tensor: each call then waits for the GIL the import holds."""
+    a, b = Path("a.safetensors"), Path("b.safetensors")
+    stored = [Stored("x", "BF16", (4,), a, 100), Stored("y", "BF16", (2,), a, 108),  # back to back in a
+              Stored("z", "BF16", (2,), a, 120),  # a gap in a (a tensor left out)
+              Stored("w", "BF16", (3,), b, 100)]  # another file
+    planned = PlannedFile("out.safetensors", b"h" * 8, [(stored[0], 8), (stored[1], 16), (stored[2], 20), (stored[3], 24)], 0)
+    assert [([t.name for t in run.tensors], run.at, run.nbytes) for run in planned.runs] == [(["x", "y"], 8, 12), (["z"], 20, 4), (["w"], 24, 6)]
+    assert planned.runs[0].truncated_tensor(110).name == "y" and planned.runs[0].truncated_tensor(107).name == "x"
 
 
 def _settled(file: Path) -> None:
