@@ -145,24 +145,34 @@ def main(size: str = "default", reps: int = 3, device: str = "cpu", naive: bool 
     out.mkdir(parents=True, exist_ok=True)
     jobs, outputs = _jobs(paths, out, size, device, naive)
     runs: dict[str, list[dict]] = {name: [] for name in jobs}
-    for rep in range(reps + 1):  # the first round warms the page cache and is not counted
-        for name, command in jobs.items():
-            tries = []
-            for _ in range(FLOOR_TRIES if "floor" in name else 1):
-                if name in outputs:  # remove the last output untimed: every job writes into a fresh path
-                    _remove(outputs[name])
-                os.sync()  # untimed: no job pays for the previous one's writeback
-                tries.append(measure(command, out if name in ("extract", "add") else None))
-            result = min(tries, key=lambda r: r["wall_s"])
-            if rep:
-                runs[name].append(result)
-            print(f"  round {rep} {name:22s} {result['wall_s']:6.2f} s", file=sys.stderr)
+    # the naive jobs allocate and free 5 GB, which on our VMs slowed whatever ran next (extract 2.72-2.89 s right
+    # after them, 2.10-2.49 s in a run without): they get rounds of their own, after ours and the floors'
+    for group in ([n for n in jobs if "naive" not in n], [n for n in jobs if "naive" in n]):
+        for rep in range(reps + 1):  # the first round warms the page cache and is not counted
+            for name in group:
+                result = _measure_best(jobs[name], outputs.get(name), FLOOR_TRIES if "floor" in name else 1,
+                                       out if name in ("extract", "add") else None)
+                if rep:
+                    runs[name].append(result)
+                print(f"  round {rep} {name:22s} {result['wall_s']:6.2f} s", file=sys.stderr)
     report = summarise(size, device, reps, runs)
     report["kernels"] = kernel_rates()
     Path(ROOT / results).mkdir(parents=True, exist_ok=True)
     (ROOT / results / f"bench-{size}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     shutil.rmtree(out, ignore_errors=True)
+
+
+def _measure_best(command: list[str], output: Path | None, tries: int, watch: Path | None) -> dict:
+    """The fastest of `tries` runs, each into a fresh path (the last output removed untimed) after an untimed sync,
+    so that no job pays for the previous one's writeback."""
+    results = []
+    for _ in range(tries):
+        if output is not None:
+            _remove(output)
+        os.sync()
+        results.append(measure(command, watch))
+    return min(results, key=lambda r: r["wall_s"])
 
 
 def _remove(path: Path) -> None:

@@ -270,10 +270,24 @@ def generation_options() -> dict[str, type]:
 
 def extract_command() -> None:
     run(extract_main)
+    _exit_at_once()
 
 
 def add_command() -> None:
     run(add_main)
+    _exit_at_once()
+
+
+def _exit_at_once() -> None:
+    """After a finished extract or add (a failure exits as usual, through its cleanup): every file is closed and
+    renamed, every thread joined, the summary printed, so skip the interpreter's teardown of torch and the libraries
+    we loaded, which took 0.1-0.2 s of add's 2.2 s (2 cores, 4 alternating rounds: 2.21-2.38 s, 2.08-2.19 s without)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it anyway
+            pass
+    os._exit(0)
 
 
 def inspect_command() -> None:
