@@ -58,6 +58,8 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
         with atomic_output_dir(Path(chat_vector_path), overwrite, [base_dir, chat_dir], head and head.partial) as tmp, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="card") as side:
             side.submit(load_card_library)  # while the weights stream; nothing else imports meanwhile
+            # a few positional reads per weight, how add checks a CP's lineage: beside the weights too
+            fingerprint = side.submit(write_fingerprint, base, ordered, tmp)
             write_tensors(tmp, "chat_vector", outputs, max_shard_size, "extract", head)
             if not nonzero:
                 print(f"warning: the chat vector is all zeros: {chat_model_path} has the same weights as {base_model_path}; "
@@ -65,7 +67,7 @@ def extract(base_model_path: str, chat_model_path: str, chat_vector_path: str, d
             write_tensors(tmp, "chat_embeddings", [copy_tensor(n, chat) for n in embeddings.names], ONE_SHARD, "embeddings", head)
             if head is not None:
                 head.release()
-            write_fingerprint(base, ordered, tmp)  # a few positional reads per weight: how add checks a CP's lineage
+            fingerprint.result()
             copy_tokenizer_files(chat_dir, tmp)  # verbatim: the chat model's own files, template included
             copy_generation_config(chat_dir, tmp)
             meta = vector_metadata(base_model_path, chat_model_path, base_dir, chat_dir, chat_config, dtype, embeddings, chat.infos)

@@ -97,8 +97,8 @@ def report(alignment: VocabAlignment, vector_path: str) -> None:
     print(f"align_vocab {vector_path}: {alignment.summary()}", file=sys.stderr)
 
 
-def warn_untrained_rows(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[int]) -> None:
-    """Warn about chat-template tokens whose CP row looks untrained and that no option replaces.
+def untrained_template_tokens(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[int]) -> list[str]:
+    """Chat-template tokens whose CP row looks untrained and that no option replaces (it reads the inputs only).
 
     Untrained: equal to the base model's row (recovered as chat row - delta), or of near-zero norm
     compared with the median row. Such a row makes a model that never ends its turn.
@@ -108,11 +108,14 @@ def warn_untrained_rows(cp, vector, cp_tokenizer, chat_tokenizer, changed: set[i
     candidates = [t for t in template_tokens(chat_tokenizer)
                   if t in cp_vocab and cp_vocab[t] not in changed and cp_vocab[t] < cp.infos[name].rows]
     if not candidates:  # e.g. --special_tokens_map auto replaced them all: spare the pass over the embedding
-        return
+        return []
     median = _median_row_norm(cp, name)
-    untrained_tokens = [t for t in candidates if _looks_untrained(cp, vector, name, cp_vocab[t], chat_vocab.get(t), median)]
-    if untrained_tokens:
-        print(f"warning: the chat template uses {', '.join(map(repr, untrained_tokens))}, whose CP rows look untrained (the base "
+    return [t for t in candidates if _looks_untrained(cp, vector, name, cp_vocab[t], chat_vocab.get(t), median)]
+
+
+def warn_untrained(tokens: list[str]) -> None:
+    if tokens:
+        print(f"warning: the chat template uses {', '.join(map(repr, tokens))}, whose CP rows look untrained (the base "
               "model's rows, or near zero); the model may never end its turn: pass --special_tokens_map auto to take the chat "
               "model's rows", file=sys.stderr)
 
