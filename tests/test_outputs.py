@@ -64,6 +64,10 @@ def test_vector_directory_is_self_contained(trios, vectors):
     files = {p.name for p in vectors["llama"].iterdir()}
     assert {"chat_vector.safetensors", "chat_embeddings.safetensors", "chat_vector.json", "README.md",
             "tokenizer.json", "tokenizer_config.json", "generation_config.json"} <= files
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(vectors["llama"] / "README.md")
+    assert card.data.base_model == [str(trios["llama"][r]) for r in ("base", "chat")] and "chat-vector" in card.data.tags
     meta = json.loads((vectors["llama"] / "chat_vector.json").read_text())
     assert meta["format_version"] == 1 and meta["architectures"] == ["LlamaForCausalLM"] and meta["dtype"] == "bfloat16"
     assert meta["embeddings"] == {"input_embedding": "model.embed_tokens.weight", "output_embedding": "lm_head.weight"}
