@@ -89,25 +89,26 @@ def weighted_mean(rows: Sequence[torch.Tensor], ratios: Sequence[float], dtype: 
     return (total / sum(ratios)).to(acc_dtype)
 
 
+class _ThreadBuffers(threading.local):
+    """One thread's buffers (key -> tensor) and which of its two output buffers is next, made on its first use."""
+
+    def __init__(self):
+        self.buffers: dict[tuple, torch.Tensor] = {}
+        self.turn = 0
+
+
 class Workspace:
     """Scratch tensors reused across chunks, so streaming allocates (and page-faults) once, not per chunk; each
     thread has its own (the stream's chunk workers compute side by side)."""
 
     def __init__(self, device: torch.device):
         self.device = device
-        self._mine = threading.local()
-
-    def _own(self) -> threading.local:
-        """This thread's buffers (key -> tensor) and turn."""
-        if not hasattr(self._mine, "buffers"):
-            self._mine.buffers, self._mine.turn = {}, 0
-        return self._mine
+        self._mine = _ThreadBuffers()
 
     def output(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A host buffer for a finished chunk; two alternate, so one can be written while the next is computed."""
-        own = self._own()
-        own.turn ^= 1
-        return self.get(f"out{own.turn}", shape, dtype, host=True)
+        self._mine.turn ^= 1
+        return self.get(f"out{self._mine.turn}", shape, dtype, host=True)
 
     def result(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """Where a chunk's result is computed: the next host output buffer on the CPU, a device buffer on a GPU."""
@@ -125,7 +126,7 @@ class Workspace:
         for d in shape:
             numel *= d
         slot = (key, dtype, host)
-        buffers = self._own().buffers
+        buffers = self._mine.buffers
         buffer = buffers.get(slot)
         if buffer is None or buffer.numel() < numel:
             pin = host and self.device.type == "cuda"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .arithmetic import Workspace
 from .errors import ChatVectorError
 from .filemap import mapped
 from .layout import numel as _numel, read_header, truncated, weight_files as _weight_files
@@ -114,7 +115,7 @@ class Checkpoint:
                 infos = read_safetensors_header(file)[0] if self.format == "safetensors" else self._load_bin(file)
                 self.infos.update(infos)
         self._pin = pin_memory
-        self._mine = threading.local()  # each thread's two read buffers and turn: the stream's chunk workers read side by side
+        self._buffers = Workspace(torch.device("cuda" if pin_memory else "cpu"))  # its output buffers: pinned, two per thread
         self._fds: dict[Path, int] = {}
         self._opening = threading.Lock()
 
@@ -179,13 +180,7 @@ class Checkpoint:
 
     def _next_buffer(self, nbytes: int) -> torch.Tensor:
         """The other of this thread's two read buffers, grown to nbytes (see the class docstring)."""
-        mine = self._mine
-        if not hasattr(mine, "buffers"):
-            mine.buffers, mine.turn = [torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.uint8)], 0
-        mine.turn ^= 1
-        if mine.buffers[mine.turn].numel() < nbytes:
-            mine.buffers[mine.turn] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self._pin)
-        return mine.buffers[mine.turn][:nbytes]
+        return self._buffers.output((nbytes,), torch.uint8)
 
     def _pread(self, info: TensorInfo, memory: memoryview, offset: int) -> None:
         """Fill `memory` from the tensor's data at `offset` bytes; a short read means the file shrank."""

@@ -3,7 +3,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -143,7 +143,7 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
     threads = arithmetic_threads(outputs, head)
     workers = chunk_workers(threads) if over_seeds and room_to_write_in_place(out_dir, over_seeds) else 0
     with _torch_threads(max(1, threads // max(1, workers))), ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool, \
-            _chunk_pool(workers) as computing, tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
+            (ThreadPoolExecutor(workers, thread_name_prefix="arithmetic") if workers else nullcontext()) as computing, tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None, leave=False) as bar:
         for file, specs in shards:
             shard = [by_name[spec.name] for spec in specs]
             seeds = {o.spec.name: (o.seed.file, o.seed.offset) if o.seed else None for o in shard}
@@ -156,15 +156,6 @@ def write_tensors(out_dir: Path, prefix: str, outputs: Sequence[OutputTensor], m
                 raise
             writer.close()
     write_index(out_dir, prefix, shards)
-
-
-@contextmanager
-def _chunk_pool(workers: int) -> Iterator[ThreadPoolExecutor | None]:
-    if not workers:
-        yield None
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arithmetic") as computing:
-        yield computing
 
 
 def _fill(writer: SafetensorsWriter, outputs: list[OutputTensor], pool: ThreadPoolExecutor, bar, head: "HeadStart | None",
