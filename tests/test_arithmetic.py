@@ -1,12 +1,15 @@
 """Extract and add against float64 ground truth, tensor by tensor, on every architecture."""
 import threading
 
+import numpy as np
 import pytest
 import torch
 
 from chatvector import add, apply_chat_vectors, arithmetic, chat_vector, extract
-from chatvector.arithmetic import Workspace, _accumulate_into, fusable, subtract_into, weighted_sum_into
+from chatvector.arithmetic import Workspace, _accumulate_into, fusable, scaled_add_kernel, subtract_into, weighted_sum_into
 from tests.conftest import ARCHS, assert_within_ulp, load_weights
+
+ADDCMUL = torch.addcmul  # the real kernel, for a spy that counts its calls
 
 
 def test_pure_functions_round_once_from_wide_accumulation():
@@ -58,6 +61,33 @@ def test_the_fused_kernel_and_the_float32_route_agree_bit_for_bit(dtype, ratio):
     subtract_into(fused, cp, base, Workspace(torch.device("cpu")))
     _accumulate_into(wide, cp, [base], [-1.0], Workspace(torch.device("cpu")))
     assert torch.equal(fused, wide)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("ratio", [0.3, -0.7, 0.1, 1.5])
+def test_the_one_pass_scaled_add_and_the_float32_route_agree_bit_for_bit(dtype, ratio, monkeypatch):
+    generator = torch.Generator().manual_seed(3)
+    cp, vector = ((scale * torch.randn(1_000_003, generator=generator)).to(dtype) for scale in (0.02, 0.002))  # a ragged tail
+    assert not fusable(dtype, cp, vector, ratio=ratio) and scaled_add_kernel(cp, cp, vector)
+    calls = []
+    monkeypatch.setattr(torch, "addcmul", lambda *a, **k: calls.append(1) or ADDCMUL(*a, **k))
+    one_pass, wide = torch.empty_like(cp), torch.empty_like(cp)
+    weighted_sum_into(one_pass, cp, [vector], [ratio], Workspace(torch.device("cpu")))
+    assert calls  # the one-pass kernel ran
+    _accumulate_into(wide, cp, [vector], [ratio], Workspace(torch.device("cpu")))
+    assert torch.equal(one_pass, wide)
+    # r * vector rounded to float32, then the sum, then one rounding (numpy: separate IEEE float32 operations)
+    stepwise = np.float32(ratio) * vector.float().numpy() + cp.float().numpy()
+    assert torch.equal(one_pass, torch.from_numpy(stepwise).to(dtype))
+    terms = [cp.double(), ratio * vector.double()]
+    assert_within_ulp(one_pass, sum(terms), 1, magnitude=sum(t.abs() for t in terms))
+    with_zero = torch.empty_like(cp)  # a second vector at ratio 0 changes no bit
+    weighted_sum_into(with_zero, cp, [vector, infinities_like(vector)], [ratio, 0.0], Workspace(torch.device("cpu")))
+    assert torch.equal(with_zero, one_pass)
+
+
+def infinities_like(tensor: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(tensor, float("inf"))  # at ratio 0 not even an infinity may leak in (0 * inf is nan)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
