@@ -96,7 +96,7 @@ def _brief_openmp_spins() -> None:
     millisecond, then sleep. The default spins far longer, burning cores while the main thread writes a chunk
     (0.7-1.0 s of user CPU a command on 2 cores); OMP_WAIT_POLICY=PASSIVE sleeps at once and pays a wake-up
     for every parallel region: the float32 route's blocks ran at 0.6 G elements/s on 2 threads instead of 1.9,
-    and add --ratio 0.3 took 3.9-4.1 s instead of 3.0-3.2 (2 cores, 3 alternating rounds)."""
+    and add --ratio 0.3 (then on that route) took 3.9-4.1 s instead of 3.0-3.2 (2 cores, 3 alternating rounds)."""
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", "3000")  # GNU OpenMP (Linux torch wheels): spins, then sleeps
         os.environ.setdefault("KMP_BLOCKTIME", "1")  # LLVM and Intel OpenMP: milliseconds before sleeping
