@@ -3,8 +3,9 @@
     python bench/bench.py [--size default|small|8b-embed|3b] [--reps 3] [--device cpu] [--naive True]
 
 Per job: wall time, user and system CPU seconds, time to the first tensor byte written, peak RSS and
-peak anonymous memory. Floors run twice a round and keep the faster run (page-cache writes swing
-run to run on a VM); the report gives medians over rounds and the min-max spread.
+peak anonymous memory. Every run starts with its inputs read into the page cache, untimed. Floors run twice a
+round and keep the faster run (page-cache writes swing run to run on a VM); the report gives medians over rounds
+and the min-max spread.
 """
 import json
 import os

@@ -22,7 +22,7 @@ def fusable(out_dtype: torch.dtype, *operands: torch.Tensor, ratio: float = 1.0)
     alpha is +-1, and in bfloat16 when alpha is a power of two (bfloat16 shares float32's exponent range;
     only values below 1e-38 would lose a bit). float32 outputs accumulate in float64, which no kernel does.
     """
-    if not all(t.dtype == out_dtype for t in operands) or out_dtype.itemsize != 2:
+    if not _all_16_bit(out_dtype, operands):
         return False
     if abs(ratio) == 1.0:
         return True
@@ -35,7 +35,12 @@ def scaled_add_kernel(out: torch.Tensor, *operands: torch.Tensor) -> bool:
     16 bits, as `_accumulate_into` does (a test checks them bit for bit), in one pass instead of four: 1.6 G
     elements/s on one thread here against 0.9. The GPU takes the float32 route, whose separate kernels round
     the same way on every device."""
-    return out.device.type == "cpu" and out.dtype.itemsize == 2 and all(t.dtype == out.dtype for t in operands)
+    return out.device.type == "cpu" and _all_16_bit(out.dtype, operands)
+
+
+def _all_16_bit(out_dtype: torch.dtype, operands: Sequence[torch.Tensor]) -> bool:
+    """Operands and output share one 16-bit dtype: what torch's native 16-bit kernels compute in float32."""
+    return out_dtype.itemsize == 2 and all(t.dtype == out_dtype for t in operands)
 
 
 def subtract_into(out: torch.Tensor, chat: torch.Tensor, base: torch.Tensor, workspace: "Workspace") -> torch.Tensor:
@@ -48,10 +53,11 @@ def subtract_into(out: torch.Tensor, chat: torch.Tensor, base: torch.Tensor, wor
 def weighted_sum_into(out: torch.Tensor, cp: torch.Tensor, vectors: Sequence[torch.Tensor], ratios: Sequence[float],
                       workspace: "Workspace") -> torch.Tensor:
     """out = cp + sum_i ratios[i] * vectors[i], computed in float32 or wider and rounded once to out's dtype."""
-    if len(vectors) == 1 and fusable(out.dtype, cp, vectors[0], ratio=ratios[0]):
-        return torch.add(cp, vectors[0], alpha=ratios[0], out=out)
-    if len(vectors) == 1 and ratios[0] != 0 and scaled_add_kernel(out, cp, vectors[0]):  # 0 * inf would be nan: ratio 0 is a copy
-        return torch.addcmul(cp, vectors[0], torch.ones((), dtype=out.dtype), value=ratios[0], out=out)
+    if len(vectors) == 1 and ratios[0] != 0:  # 0 * inf would be nan: ratio 0 is a copy, on the float32 route
+        if fusable(out.dtype, cp, vectors[0], ratio=ratios[0]):
+            return torch.add(cp, vectors[0], alpha=ratios[0], out=out)
+        if scaled_add_kernel(out, cp, vectors[0]):
+            return torch.addcmul(cp, vectors[0], torch.ones((), dtype=out.dtype), value=ratios[0], out=out)
     return _accumulate_into(out, cp, vectors, ratios, workspace)
 
 
