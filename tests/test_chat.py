@@ -7,6 +7,7 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -157,6 +158,28 @@ def _own_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _wait_until_reading_the_terminal(pid: int, timeout: float = 30) -> None:
+    """Wait until the process sleeps in select/poll, as it does once readline waits for a key.
+
+    CPython's readline prints the prompt before it enters select() and checks signals only when select
+    is interrupted: a Ctrl-C that lands between the two waits until input() returns (under load, 25 of
+    60 presses made the instant the prompt appeared were lost so). A person never types that fast; the
+    test waits as a person would. Where the kernel does not show wchan, a pause stands in for it.
+    """
+    proc = Path(f"/proc/{pid}")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sleeping = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "S"
+        where = (proc / "wchan").read_text() if (proc / "wchan").exists() else "0"
+        if sleeping and ("poll" in where or "select" in where):
+            return
+        if sleeping and where == "0":  # a kernel that hides wchan
+            time.sleep(1)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never waited for input")
+
+
 def test_a_terminal_gets_a_coloured_prompt_and_ctrl_c_at_the_prompt_quits(trios, vectors, tmp_path):
     out = add(str(trios["llama"]["cp"]), [str(vectors["llama"])], str(tmp_path / "o"), device="cpu")
     controller, terminal = pty.openpty()
@@ -169,6 +192,7 @@ def test_a_terminal_gets_a_coloured_prompt_and_ctrl_c_at_the_prompt_quits(trios,
     os.write(controller, b"hello\r")
     screen = _read_until(controller, lambda d: b"tokens/s]" in d and d.endswith(prompt))
     assert b"\033[2m[" in screen  # the dimmed timing line, then the prompt again
+    _wait_until_reading_the_terminal(process.pid)
     os.write(controller, b"\x03")  # Ctrl-C at the prompt
     assert process.wait(timeout=60) == 0
     os.close(controller)
