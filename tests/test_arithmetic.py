@@ -86,6 +86,25 @@ def test_the_one_pass_scaled_add_and_the_float32_route_agree_bit_for_bit(dtype, 
     assert torch.equal(with_zero, one_pass)
 
 
+@pytest.mark.parametrize("dtype, term_dtype", [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16),
+                                               (torch.float32, torch.float32), (torch.bfloat16, torch.float32),
+                                               (torch.bfloat16, torch.float64)])
+def test_the_float32_route_scales_then_adds_each_term_with_its_own_rounding(dtype, term_dtype):
+    """Several vectors: acc = cp widened; acc = acc + (r * term) per term, each step one IEEE rounding in the
+    accumulator's type (numpy's separate operations here), then one rounding to the output, as the GPU's kernels do."""
+    generator = torch.Generator().manual_seed(4)
+    cp = (0.02 * torch.randn(100_003, generator=generator)).to(dtype)  # a ragged tail
+    terms = [(scale * torch.randn(100_003, generator=generator, dtype=torch.float64)).to(term_dtype) for scale in (0.002, 0.003, 0.001)]
+    ratios = [0.3, -0.7, 1.0]
+    out = torch.empty_like(cp)
+    _accumulate_into(out, cp, terms, ratios, Workspace(torch.device("cpu")))
+    wide = np.float64 if dtype == torch.float32 else np.float32
+    acc = cp.double().numpy().astype(wide)
+    for term, ratio in zip(terms, ratios):
+        acc = acc + wide(ratio) * term.double().numpy().astype(wide)  # a float64 term is rounded to float32 first
+    assert torch.equal(out, torch.from_numpy(acc).to(dtype))
+
+
 def infinities_like(tensor: torch.Tensor) -> torch.Tensor:
     return torch.full_like(tensor, float("inf"))  # at ratio 0 not even an infinity may leak in (0 * inf is nan)
 
