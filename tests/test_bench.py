@@ -23,6 +23,8 @@ def test_bench_small_preset_runs_and_reports_every_measurement(tmp_path):
         assert measured["wall_s"] > 0 and measured["peak_rss_bytes"] > 0 and measured["peak_anon_bytes"] > 0, name
     assert report["medians"]["extract"]["vs_floor"] > 0 and "| extract |" in result.stdout
     assert len(report["kernels"]) >= 3 and all(rate > 0 for rate in report["kernels"].values()) and "arithmetic alone" in result.stdout
+    models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")]
+    assert report["machine"].startswith(f"{models[0]}, ") and f"{models[0]}, " in result.stdout  # which host of a VM type
     assert report["page_cache"].startswith("bench files evicted") and "page cache: bench files evicted" in result.stdout
     assert sorted(p.name for p in (tmp_path / "cache" / "small" / "cp").glob("*.safetensors")) == ["model.safetensors"]
     for job in ("extract", "add"):  # the time to the first tensor byte was seen, and came before the end
