@@ -68,11 +68,12 @@ def _accumulate_into(out: torch.Tensor, first: torch.Tensor, terms: Sequence[tor
     every device (a fused multiply-add would round once, and only where the compiler chose it).
 
     On the CPU one `addcmul` per term does both steps on the narrow term, `acc + r * term * 1` with the same two
-    roundings (a test checks the bits against separate kernels): 0.85 G elements/s on one thread for two bf16
-    vectors against 0.72 for widen, scale and add as three kernels. A GPU runs those three, since nvcc may fuse the
-    multiply and add of one kernel. Blocks of BLOCK_NUMEL per thread keep the accumulator in cache and give every
-    thread a share (a fixed 64K-element block ran at 0.98 G elements/s on 16 threads, below one thread's 1.1: each
-    kernel was too small to split); on a 2-core EPYC 256K per thread beat 128K by 10% on one thread, 15% on two.
+    roundings (a test checks the bits against numpy's separate operations). A GPU runs widen, scale and add as three
+    kernels, since nvcc may fuse the multiply and add of one kernel. Blocks of BLOCK_NUMEL per thread keep the
+    accumulator in cache and give every thread a share (a fixed 64K-element block ran at 0.98 G elements/s on 16
+    threads, below one thread's 1.1: each kernel was too small to split). Both on a 2-core EPYC, two bf16 vectors:
+    0.95-1.02 G elements/s on one thread and 1.75 on two, against 0.73-0.75 and 1.38-1.41 with three kernels a
+    term in 128K blocks.
     """
     acc_dtype = accumulation_dtype(out.dtype)
     kept = [(t.reshape(-1), r) for t, r in zip(terms, ratios, strict=True) if r != 0]
