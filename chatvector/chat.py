@@ -9,6 +9,7 @@ import torch
 from .checkpoint import Checkpoint, load_config, resolve_model_dir
 from .embeddings import checkpoint_to_model_key
 from .errors import ChatVectorError
+from .imports import heavy_imports
 from .lineage import verify_lineage
 from .merge import Merge, plan_merge
 from .stream import Device, Dtype, output_dtype, resolve_device, row_ranges
@@ -34,9 +35,9 @@ def load_chat_model(model_path: str, device: Device = "auto", dtype: Dtype = "au
 
 def load_model(model_path: str, device: Device = "auto", dtype: Dtype = "auto", need_template: bool = True):
     """(model in eval mode, its tokenizer, its directory); a model that needs a template is checked before its weights load."""
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging
-
+    with heavy_imports():
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging
     if not sys.stderr.isatty():
         logging.disable_progress_bar()  # progress bars only on a terminal
     model_dir = resolve_model_dir(model_path, "model")

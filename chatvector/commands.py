@@ -10,6 +10,7 @@ from typing import Any
 from pathlib import Path
 
 from .cli import as_bool, as_paths, as_ratio_grid, as_ratios, as_token_map, command_line, run
+from .imports import heavy_imports
 
 
 def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: str, dtype: str = "auto", device: str = "auto",
@@ -31,9 +32,8 @@ def extract_main(base_model_path: str, chat_model_path: str, chat_vector_path: s
     head = _head_start(chat_model_path, chat_vector_path, overwrite, [base_model_path, chat_model_path], "chat_vector",
                        max_shard_size, dtype, device, floats_only=True, embeddings="chat_embeddings")
     try:
-        from .extract_vector import extract
-
-        _freeze_imports()
+        with heavy_imports():
+            from .extract_vector import extract
         extract(base_model_path, chat_model_path, chat_vector_path, dtype=dtype, device=device, max_shard_size=max_shard_size,
                 overwrite=overwrite, command=command_line(), head=head)
     finally:
@@ -71,9 +71,8 @@ def add_main(cp_model_path: str, chat_vector_path, output_path: str, ratio=None,
     head = _head_start(cp_model_path, output_path, options["overwrite"], [cp_model_path, *vectors], "model", max_shard_size, dtype,
                        device, floats_only=False)
     try:
-        from .add_vectors import add
-
-        _freeze_imports()
+        with heavy_imports():
+            from .add_vectors import add
         add(cp_model_path, vectors, output_path, **options, head=head)
     finally:
         if head is not None:
@@ -102,14 +101,6 @@ def _brief_openmp_spins() -> None:
         os.environ.setdefault("KMP_BLOCKTIME", "1")  # LLVM and Intel OpenMP: milliseconds before sleeping
 
 
-def _freeze_imports() -> None:
-    """Move everything imported so far (torch's hundreds of thousands of objects) out of the garbage collector's
-    sight: no collection walks it again, and the exit does not spend 0.2-0.3 s tearing it down."""
-    import gc
-
-    gc.freeze()
-
-
 def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: int = 512, device: str = "auto", dtype: str = "auto",
               chat_vector=None, ratio=None, skip_embed: bool = False, special_tokens_map=None, align_vocab: bool = False,
               prompt: str | None = None, check_lineage: bool = True, **generation_options) -> None:
@@ -130,9 +121,10 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
         check_lineage: with --chat_vector: refuse a model that does not descend from the vector's base
         generation_options: any GenerationConfig option: --do_sample True --temperature 0.7 --top_p 0.9 (greedy by default)
     """
-    from .chat import generation_options as check_options, load_chat_model, make_reply_fn, terminal_io
-    from .interrupts import cleanup_on_interrupt
-    from .repl import HELP, chat_loop
+    with heavy_imports():
+        from .chat import generation_options as check_options, load_chat_model, make_reply_fn, terminal_io
+        from .interrupts import cleanup_on_interrupt
+        from .repl import HELP, chat_loop
 
     options = check_options(generation_options)
     vectors = as_paths(chat_vector, "--chat_vector") if chat_vector is not None else []
@@ -180,7 +172,8 @@ def sweep_main(cp_model_path: str, chat_vector_path, language: str, ratios=None,
         check_lineage: refuse a CP that does not descend from the vector's base model
         generation_options: any GenerationConfig option: --repetition_penalty 1.1 (greedy by default, as the paper evaluated)
     """
-    from .sweep import SweepOptions, sweep
+    with heavy_imports():
+        from .sweep import SweepOptions, sweep
 
     vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
     options = SweepOptions(
@@ -224,7 +217,8 @@ def inspect_main(chat_vector_path: str, compare: str | None = None, model: str |
     """
     import json as json_module
 
-    from .inspection import inspect_vector, table
+    with heavy_imports():
+        from .inspection import inspect_vector, table
 
     if convert:
         from .convert import convert_reference
@@ -260,8 +254,8 @@ def generation_options() -> dict[str, type]:
     """Every option GenerationConfig takes, with its documented type (bool, int, float; else parsed as a literal)."""
     import re
 
-    from transformers import GenerationConfig
-
+    with heavy_imports():
+        from transformers import GenerationConfig
     documented = {name: {"bool": bool, "int": int, "float": float}[kind]
                   for name, kind in re.findall(r"^\s+(\w+) \(`(bool|int|float)`", GenerationConfig.__doc__ or "", re.M)}
     names = [k for k in GenerationConfig().to_dict() if not k.startswith("_") and k != "transformers_version"]
