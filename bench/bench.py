@@ -205,7 +205,7 @@ def _jobs(paths: dict[str, Path], out: Path, size: str, device: str, naive: bool
     extract_inputs, add_inputs = [*dir_files(paths["base"]), *dir_files(paths["chat"])], [*dir_files(paths["cp"]), vector_dir]
     floor = lambda method, n, inputs: [py, str(ROOT / "bench/floor.py"), method, out / "floor", n, *inputs]  # noqa: E731
     jobs = {
-        "start-up": [py, "-c", "import chatvector.commands\nwith chatvector.commands.heavy_imports():\n"
+        "start-up": [py, "-c", "import chatvector.commands\nfrom chatvector.imports import heavy_imports\nwith heavy_imports():\n"
                      "    import chatvector.extract_vector, chatvector.add_vectors"],  # as the commands do
         "extract": [py, str(ROOT / "extract_chat_vector.py"), paths["base"], paths["chat"], vector_dir, "--overwrite", "True", "--device", device],
         "extract floor": floor("kernel", extract_bytes, extract_inputs),
