@@ -11,6 +11,8 @@ def heavy_imports() -> Iterator[None]:
     2.10 s instead of 2.29 s and `from transformers import AutoModelForCausalLM` 3.27 s instead of 3.61 (2-core
     AMD EPYC, medians of 10 and 5 alternating runs). Afterwards gc.freeze moves them out of every later
     collection's walk and out of the exit's teardown (0.2-0.3 s); the collector is then on again, as usual.
+    The garbage cycles the imports leave are frozen with them, never freed: 7,036 objects after extract's and
+    add's imports, under 1 MB of peak RSS, where one full collection to free them took 0.13 s.
     A block already inside another leaves the collector to the outer one."""
     if not gc.isenabled():
         yield
