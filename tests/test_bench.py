@@ -46,22 +46,19 @@ def _resident_pages(path) -> int:
 
 
 def test_evict_cache_drops_every_file_under_the_folder_from_the_page_cache():
-    (ROOT / "bench/cache").mkdir(parents=True, exist_ok=True)  # the bench's own filesystem (a tmpfs /tmp keeps its pages)
-    with tempfile.TemporaryDirectory(dir=ROOT / "bench/cache") as folder:
-        _check_evict(Path(folder))
-
-
-def _check_evict(tmp_path):
     spec = importlib.util.spec_from_file_location("floor", ROOT / "bench/floor.py")
     floor = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(floor)
-    files = [tmp_path / "a.bin", tmp_path / "sub" / "b.bin"]
-    files[1].parent.mkdir()
-    for path in files:
-        path.write_bytes(os.urandom(4 * 2**20))
-    os.sync()  # dirty pages cannot be dropped
-    floor.read_into_null([str(p) for p in files])
-    assert all(_resident_pages(p) == 1024 for p in files)
-    floor.evict_cache(tmp_path)
-    assert [_resident_pages(p) for p in files] == [0, 0]
-    assert [p.stat().st_size for p in files] == [4 * 2**20] * 2  # the files themselves are untouched
+    (ROOT / "bench/cache").mkdir(parents=True, exist_ok=True)  # the bench's own filesystem (a tmpfs /tmp keeps its pages)
+    with tempfile.TemporaryDirectory(dir=ROOT / "bench/cache") as name:
+        folder = Path(name)
+        files = [folder / "a.bin", folder / "sub" / "b.bin"]
+        files[1].parent.mkdir()
+        for path in files:
+            path.write_bytes(os.urandom(4 * 2**20))
+        os.sync()  # dirty pages cannot be dropped
+        floor.read_into_null([str(p) for p in files])
+        assert all(_resident_pages(p) == 1024 for p in files)
+        floor.evict_cache(folder)
+        assert [_resident_pages(p) for p in files] == [0, 0]
+        assert [p.stat().st_size for p in files] == [4 * 2**20] * 2  # the files themselves are untouched
