@@ -1,5 +1,5 @@
 """Inspect a chat vector: what it changes per layer and module, compared with another, relative to a model."""
-from chatvector.commands import inspect_command
+from chatvector.cli.commands import inspect_command
 
 if __name__ == "__main__":
     inspect_command()

@@ -23,8 +23,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from chatvector.layout import plan_shards  # noqa: E402
-from chatvector.writer import SafetensorsWriter, TensorSpec, write_index  # noqa: E402
+from chatvector.io.layout import plan_shards  # noqa: E402
+from chatvector.io.writer import SafetensorsWriter, TensorSpec, write_index  # noqa: E402
 from floor import evict_cache, expand, read_into_null  # noqa: E402  (bench/ is on the path: this script's folder)
 
 SIZES = {  # Llama shapes: TinyLlama-1.1B; a small one for the smoke test; Llama-3-8B's embedding with few layers
@@ -205,8 +205,8 @@ def _jobs(paths: dict[str, Path], out: Path, size: str, device: str, naive: bool
     extract_inputs, add_inputs = [*dir_files(paths["base"]), *dir_files(paths["chat"])], [*dir_files(paths["cp"]), vector_dir]
     floor = lambda method, n, inputs: [py, str(ROOT / "bench/floor.py"), method, out / "floor", n, *inputs]  # noqa: E731
     jobs = {
-        "start-up": [py, "-c", "import chatvector.commands\nfrom chatvector.imports import heavy_imports\nwith heavy_imports():\n"
-                     "    import chatvector.extract_vector, chatvector.add_vectors"],  # as the commands do
+        "start-up": [py, "-c", "import chatvector.cli.commands\nfrom chatvector.imports import heavy_imports\nwith heavy_imports():\n"
+                     "    import chatvector.pipelines.extract, chatvector.pipelines.add"],  # as the commands do
         "extract": [py, str(ROOT / "extract_chat_vector.py"), paths["base"], paths["chat"], vector_dir, "--overwrite", "True", "--device", device],
         "extract floor": floor("kernel", extract_bytes, extract_inputs),
         "extract floor (python)": floor("python", extract_bytes, extract_inputs),
@@ -229,7 +229,8 @@ def _jobs(paths: dict[str, Path], out: Path, size: str, device: str, naive: bool
 def kernel_rates(numel: int = 16 * 2**20, tries: int = 5) -> dict[str, float]:
     """G elements/s of the arithmetic alone, on one bf16 chunk of an in-place update, in memory, with one thread
     and with every core: the rate the streaming pipeline is built on (best of `tries`)."""
-    from chatvector.arithmetic import Workspace, subtract_into, weighted_sum_into
+    from chatvector.io.buffers import Workspace
+    from chatvector.merge.arithmetic import subtract_into, weighted_sum_into
 
     a, b = (torch.randn(numel).to(torch.bfloat16) for _ in range(2))
     jobs = {"extract (fused sub)": lambda w: subtract_into(a, a, b, w), "add ratio 0.5 (fused)": lambda w: weighted_sum_into(a, a, [b], [0.5], w),

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from chatvector import add, apply_chat_vectors, arithmetic, chat_vector, extract
-from chatvector.arithmetic import Workspace, _accumulate_into, fusable, scaled_add_kernel, subtract_into, weighted_sum_into
+from chatvector import add, apply_chat_vectors, chat_vector, extract
+from chatvector.merge import arithmetic
+from chatvector.io.buffers import Workspace
+from chatvector.merge.arithmetic import _accumulate_into, fusable, scaled_add_kernel, subtract_into, weighted_sum_into
 from tests.conftest import ARCHS, assert_within_ulp, load_weights
 
 ADDCMUL = torch.addcmul  # the real kernel, for a spy that counts its calls
@@ -201,9 +203,9 @@ def test_rows_computed_over_seeds_make_the_same_bytes_as_computed_chunks(arch, t
     """On the CPU a tensor's stored bytes are copied into the output and the rows computed over them: in place, through
     a writable map of the file, or (without room on the disk for that) written with write calls; without seeds the
     same rows are written into a fresh file. All three routes, fused and float32, must give the same files."""
-    import chatvector.add_vectors
-    import chatvector.extract_vector
-    from chatvector import stream
+    import chatvector.pipelines.add
+    import chatvector.pipelines.extract
+    from chatvector.io import stream
 
     trio, files, routes, threads = trios[arch], {}, [], set()
     compute_over_seed = stream._compute_over_seed
@@ -215,7 +217,7 @@ def test_rows_computed_over_seeds_make_the_same_bytes_as_computed_chunks(arch, t
         if route == "write calls":
             monkeypatch.setattr(stream, "room_to_write_in_place", lambda path, nbytes: False)
         if route == "computed":
-            for module in (chatvector.add_vectors, chatvector.extract_vector):
+            for module in (chatvector.pipelines.add, chatvector.pipelines.extract):
                 monkeypatch.setattr(module, "seed_of", lambda source, name: None)
         vector = extract(str(trio["base"]), str(trio["chat"]), str(tmp_path / f"cv {route}"))
         merges = [add(str(trio["cp"]), [str(vector)], str(tmp_path / f"m{ratio} {route}"), ratios=[ratio], check_lineage=False)

@@ -14,8 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chatvector import ChatVectorError, add
-from chatvector.chat import generation_options, load_chat_model, make_reply_fn, stop_ids
-from chatvector.repl import chat_loop
+from chatvector.engines.hf import generation_options, load_chat_model, make_reply_fn, stop_ids
+from chatvector.cli.repl import chat_loop
 from tests.conftest import ROOT, run_script
 
 

@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from chatvector import ChatVectorError
-from chatvector.checkpoint import Checkpoint
-from chatvector import filemap, stream
-from chatvector.filemap import room_to_write_in_place
-from chatvector.stream import OutputTensor, copy_tensor, seed_of, write_tensors
-from chatvector.layout import parse_size, plan_shards
-from chatvector.writer import SafetensorsWriter, TensorSpec
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.io import filemap, stream
+from chatvector.io.filemap import room_to_write_in_place
+from chatvector.io.stream import OutputTensor, copy_tensor, seed_of, write_tensors
+from chatvector.io.layout import parse_size, plan_shards
+from chatvector.io.writer import SafetensorsWriter, TensorSpec
 
 TENSORS = {
     "a.weight": torch.randn(7, 5).to(torch.bfloat16),

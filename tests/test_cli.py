@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from chatvector import ChatVectorError
-from chatvector.cli import as_bool, as_paths, as_ratios, as_token_map
+from chatvector.cli.options import as_bool, as_paths, as_ratios, as_token_map
 from tests.conftest import ROOT, load_weights, run_script
 
 
@@ -145,7 +145,7 @@ def test_an_existing_output_is_kept_unless_overwrite(trios, vectors, tmp_path):
 
 SLOW_WRITER = """
 import runpy, sys, time
-import chatvector.writer as w
+import chatvector.io.writer as w
 def slowed(place):
     def slow(self, *args):
         place(self, *args); time.sleep(0.2)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chatvector.cli import UsageError, parse_command_line
-from chatvector.commands import add_main, chat_main, extract_main, generation_options, inspect_main, sweep_main
+from chatvector.cli.options import UsageError, parse_command_line
+from chatvector.cli.commands import add_main, chat_main, extract_main, generation_options, inspect_main, sweep_main
 from tests.conftest import ROOT, run_script
 
 SCRIPTS = ["extract_chat_vector.py", "add_chat_vector.py", "chat.py"]
@@ -202,7 +202,7 @@ def test_the_package_installs_with_pip_and_its_entry_points_run(tmp_path):
     for command in ("chatvector-extract", "chatvector-add", "chatvector-chat", "chatvector-inspect", "chatvector-sweep"):
         ran = subprocess.run([str(target / "bin" / command), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
         assert ran.returncode == 0 and ran.stdout.startswith(f"usage: {command} "), ran.stderr
-    data = subprocess.run([sys.executable, "-c", "from chatvector.prompts import builtin_prompts; print(len(builtin_prompts('ko')))"],
+    data = subprocess.run([sys.executable, "-c", "from chatvector.evaluation.prompts import builtin_prompts; print(len(builtin_prompts('ko')))"],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
     assert data.stdout.strip() == "42", data.stderr  # the prompt sets ship as package data
 

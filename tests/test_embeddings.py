@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from chatvector import ChatVectorError, add
-from chatvector.checkpoint import Checkpoint
-from chatvector.embeddings import KNOWN_LAYOUTS, find_embedding_keys, known_embedding_keys
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.merge.embeddings import KNOWN_LAYOUTS, find_embedding_keys, known_embedding_keys
 from tests.conftest import assert_within_ulp, load_weights
 
 EXPECTED_KEYS = {
@@ -56,7 +56,7 @@ def test_config_rules_agree_with_the_meta_model_on_every_listed_architecture(mod
 def test_an_unlisted_architecture_falls_back_to_the_meta_model(trios):
     import json
 
-    from chatvector.embeddings import embedding_keys
+    from chatvector.merge.embeddings import embedding_keys
 
     model_dir = trios["llama"]["chat"]
     config = {**json.loads((model_dir / "config.json").read_text()), "model_type": "my_llama_fork"}

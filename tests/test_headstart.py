@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from chatvector import add, extract, interrupts
-from chatvector import headstart, stream
-from chatvector.checkpoint import Checkpoint
-from chatvector.embeddings import find_embedding_keys
+from chatvector.io import headstart, stream
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.merge.embeddings import find_embedding_keys, known_embedding_keys
 from chatvector.errors import ChatVectorError
-from chatvector.headstart import PlannedFile, Stored, head_start
+from chatvector.io.headstart import EmbeddingFile, PlannedFile, Stored, head_start
 from tests.conftest import ARCHS, ROOT
+
+CHAT_EMBEDDINGS = EmbeddingFile("chat_embeddings", known_embedding_keys)  # as extract_chat_vector.py plans it
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -47,7 +49,7 @@ def test_an_adopted_head_start_writes_the_same_bytes_and_the_writer_copies_no_se
     copied = _count_seed_copies(monkeypatch)
 
     head = head_start(str(t["chat"]), str(tmp_path / "cv"), False, [str(t["base"]), str(t["chat"])], "chat_vector", shard_size, True,
-                      "chat_embeddings")
+                      CHAT_EMBEDDINGS)
     try:
         extract(str(t["base"]), str(t["chat"]), str(tmp_path / "cv"), max_shard_size=shard_size, head=head)
     finally:
@@ -70,7 +72,7 @@ def test_extracts_head_start_plans_the_embeddings_the_model_itself_names(arch, t
     chat = trios[arch]["chat"]
     with Checkpoint(chat) as checkpoint:
         keys = find_embedding_keys(chat, list(checkpoint.infos))  # the meta-device model: the oracle
-    head = head_start(str(chat), str(tmp_path / "cv"), False, [str(chat)], "chat_vector", "5GB", True, "chat_embeddings")
+    head = head_start(str(chat), str(tmp_path / "cv"), False, [str(chat)], "chat_vector", "5GB", True, CHAT_EMBEDDINGS)
     try:
         assert [stored.name for stored, _ in head._files["chat_embeddings.safetensors"].tensors] == keys.names
     finally:
@@ -79,7 +81,7 @@ def test_extracts_head_start_plans_the_embeddings_the_model_itself_names(arch, t
     shutil.copytree(chat, unlisted)
     config = json.loads((unlisted / "config.json").read_text())
     (unlisted / "config.json").write_text(json.dumps({**config, "model_type": "not-a-listed-architecture"}))
-    head = head_start(str(unlisted), str(tmp_path / "cv"), False, [str(unlisted)], "chat_vector", "5GB", True, "chat_embeddings")
+    head = head_start(str(unlisted), str(tmp_path / "cv"), False, [str(unlisted)], "chat_vector", "5GB", True, CHAT_EMBEDDINGS)
     try:
         assert list(head._files) == ["chat_vector.safetensors"]  # extract names these by building the model: not guessed here
     finally:
@@ -195,7 +197,7 @@ def test_ctrl_c_before_any_cleanup_block_removes_a_head_starts_partial_output(mo
 
 ADOPTIONS = """
 import runpy, sys
-import chatvector.headstart as h
+import chatvector.io.headstart as h
 real = h.HeadStart.adopt
 def adopt(self, path, header, seeds):
     adopted = real(self, path, header, seeds)
@@ -227,7 +229,7 @@ def test_the_commands_start_with_a_head_start_on_the_cpu_and_not_for_a_dtype_cha
 
 def test_the_head_start_imports_no_torch():
     """It exists to copy while torch imports: planning, embeddings' names included, must not import it first."""
-    code = "import sys, chatvector.commands, chatvector.headstart; print([m for m in ('torch', 'transformers') if m in sys.modules])"
+    code = "import sys, chatvector.cli.commands, chatvector.io.headstart; print([m for m in ('torch', 'transformers') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from chatvector.inspection import NEAR_ZERO, inspect_vector, layer_and_module
+from chatvector.pipelines.inspection import NEAR_ZERO, inspect_vector, layer_and_module
 from tests.conftest import load_weights, run_script
 from tests.tiny_models import build_trio
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from chatvector import ChatVectorError, add, load_chat_model
-from chatvector.lineage import FINGERPRINT_FILE, SPAN, SPANS, sample_spans
+from chatvector.merge.lineage import FINGERPRINT_FILE, SPAN, SPANS, sample_spans
 from tests.conftest import load_weights, run_script
 from tests.tiny_models import build_trio
 

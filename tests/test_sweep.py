@@ -14,12 +14,14 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chatvector import ChatVectorError, add
-from chatvector.chat import InMemoryMerge, load_model
-from chatvector.cli import as_ratio_grid
-from chatvector.generation import conversation, generate_replies, has_loop
-from chatvector.languages import LanguageDetector, check_language, matches
-from chatvector.prompts import builtin_prompts, load_prompts
-from chatvector.sweep_report import recommend, summarize
+from chatvector.engines.hf import load_model
+from chatvector.merge.in_memory import InMemoryMerge
+from chatvector.cli.options import as_ratio_grid
+from chatvector.engines.hf import generate_replies
+from chatvector.engines.replies import conversation, has_loop
+from chatvector.evaluation.languages import LanguageDetector, check_language, matches
+from chatvector.evaluation.prompts import builtin_prompts, load_prompts
+from chatvector.evaluation.report import recommend, summarize
 from tests.conftest import ROOT, load_weights, run_script
 from tests.tiny_models import LEAN, make_switch_tokenizer
 

@@ -8,8 +8,8 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from chatvector import ChatVectorError, add, extract
-from chatvector.chat import load_chat_model
-from chatvector.vocab import align_vocab, template_tokens
+from chatvector.engines.hf import load_chat_model
+from chatvector.merge.vocab import align_vocab, template_tokens
 from tests.conftest import assert_within_ulp, load_weights, run_script
 
 EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight")
@@ -214,8 +214,8 @@ CHATML = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_excepti
 def test_template_tokens_from_the_files_equal_transformers_rendering(template, tmp_path):
     from transformers import AutoTokenizer
 
-    from chatvector.tokenizer import TokenizerFiles
-    from chatvector.vocab import template_tokens
+    from chatvector.io.tokenizer_files import TokenizerFiles
+    from chatvector.merge.vocab import template_tokens
     from tests.tiny_models import TEMPLATE, make_tokenizer
 
     tokenizer = make_tokenizer(chat_template=template or TEMPLATE)
