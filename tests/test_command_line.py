@@ -213,18 +213,6 @@ def _has_setuptools() -> bool:
     return importlib.util.find_spec("setuptools") is not None
 
 
-def test_the_readme_python_blocks_run_as_written(tmp_path):
-    from tests.tiny_models import build_trio
-
-    build_trio(tmp_path / "demo_models", "llama")
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert blocks
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for block in blocks:
-        result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-        assert result.returncode == 0, f"{block}\n{result.stderr}"
-
-
 def test_a_finished_run_prints_one_summary_line(trios, tmp_path):
     result = run_script("extract_chat_vector.py", trios["llama"]["base"], trios["llama"]["chat"], tmp_path / "cv")
     assert result.returncode == 0
