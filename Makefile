@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 DEMO := demo_models
 
-.PHONY: install demo test bench reproduce clean
+.PHONY: install demo test tf4-env bench reproduce clean
 
 TORCH ?= torch==2.13.0
 CPU_INDEX ?= https://download.pytorch.org/whl/cpu
@@ -27,8 +27,16 @@ demo: install
 	run $(PYTHON) sweep_ratios.py $(DEMO)/switch/cp "['$(DEMO)/switch/chat_vector']" --language zh-Hant \
 		--ratios "[0,0.25,0.5,0.6,0.7,0.75,0.8,0.9,1]" --max_new_tokens 48 --out $(DEMO)/sweep
 
-test: install
-	$(PYTHON) -m pytest -q tests
+# transformers 4.x beside the test environment (its torch and the rest shared): outputs must load there too
+TF4_VENV ?= .venvs/transformers4
+TF4 ?= transformers>=4.57,<5
+
+tf4-env: install
+	@$(TF4_VENV)/bin/python -c "import transformers" 2>/dev/null || { $(PYTHON) -m venv --system-site-packages $(TF4_VENV) \
+		&& $(TF4_VENV)/bin/python -m pip install -q "$(TF4)"; }
+
+test: install tf4-env
+	CHATVECTOR_TF4_PYTHON=$(TF4_VENV)/bin/python $(PYTHON) -m pytest -q tests
 
 bench: install
 	$(PYTHON) bench/bench.py
@@ -38,4 +46,4 @@ reproduce: install
 	$(PYTHON) -m reproduce
 
 clean:
-	rm -rf $(DEMO) bench/cache bench/results reproduce/cache .pytest_cache
+	rm -rf $(DEMO) bench/cache bench/results reproduce/cache .pytest_cache .venvs

@@ -50,10 +50,11 @@ def test_generation_config_comes_from_the_chat_model_with_all_its_eos_ids(merged
     assert GenerationConfig.from_pretrained(merged["llama"]).eos_token_id == [6, 2]
 
 
-def test_config_is_the_cps_and_the_card_records_how_the_model_was_made(trios, merged):
+def test_config_is_the_cps_but_its_eos_is_the_chat_models_and_the_card_records_how_the_model_was_made(trios, merged):
     from huggingface_hub import ModelCard
 
-    assert json.loads((merged["llama"] / "config.json").read_text()) == json.loads((trios["llama"]["cp"] / "config.json").read_text())
+    config, cp_config = (json.loads((d / "config.json").read_text()) for d in (merged["llama"], trios["llama"]["cp"]))
+    assert config == {**cp_config, "eos_token_id": [6, 2]}  # the end-of-turn ids, as generation_config.json states them
     card = ModelCard.load(merged["llama"] / "README.md")
     assert card.data.base_model == [str(trios["llama"][r]) for r in ("cp", "base", "chat")]
     assert "chat-vector" in card.data.tags

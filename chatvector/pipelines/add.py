@@ -14,7 +14,7 @@ from ..merge.lineage import verify_lineage
 from ..merge.plan import Merge, needs_token_matching, plan_merge
 from ..merge.vector import open_chat_vector
 from ..merge.vocab import untrained_template_tokens, warn_untrained
-from .model_files import output_tokenizer, write_config, write_generation_config, write_output_tokenizer_files
+from .model_files import write_model_files
 from .modelcard import load_card_library, write_merge_card
 
 
@@ -70,17 +70,14 @@ def add(cp_model_path: str, chat_vector_paths: list[str], output_path: str, rati
                 if head is not None:
                     head.release()
                 cp_tokenizer, chat_tokenizers = tokenizers.result()
-                write_config(cp_config, dtype if dtype_override else None, tmp)
-                if light:
-                    write_output_tokenizer_files(cp_tokenizer, chat_tokenizers[-1], tmp)
-                else:
-                    output_tokenizer(cp_tokenizer, chat_tokenizers[-1]).save_pretrained(tmp)
-                write_generation_config(chat_dirs[-1], cp_dir, chat_tokenizers[-1], cp_tokenizer, tmp)
+                written_by = write_model_files(cp_dir, chat_dirs[-1], cp_config, cp_tokenizer, chat_tokenizers[-1],
+                                               dtype if dtype_override else None, tmp)
                 warn_untrained(untrained.result())
                 alignment = next(iter(merge.alignments.values()), None)
                 record = _record(cp_model_path, vectors, ratios, skip_embed, _as_given(special_tokens_map, merge.token_map), dtype,
                                  align_vocab, alignment)
                 record["options"]["lineage"] = lineage
+                record["written_by"] = written_by
                 write_merge_card(tmp, Path(output_path).name, record, command, card_notes)
     finally:
         for vector in vectors:

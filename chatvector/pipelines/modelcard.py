@@ -55,9 +55,19 @@ W = W_cp + Σ ratio_i · (W_chat_i − W_base_i), computed in float32 or wider a
 Options:
 {options}
 
-Made with chatvector {record['tool_version']}{_command(command)}
+{_written_by(record.get('written_by'))}Made with chatvector {record['tool_version']}{_command(command)}
 {f"{chr(10)}{notes}" if notes else ""}"""
     _write(out_dir, data, body)
+
+
+def _written_by(versions: dict | None) -> str:
+    """Which transformers version wrote the files beside the weights: what a loader must read them as."""
+    if not versions:
+        return ""
+    config, generation = versions.get("config.json"), versions.get("generation_config.json")
+    line = (f"Files: `config.json` and the tokenizer as the CP's own transformers {config or '(version not recorded)'} wrote them, "
+            "with the chat model's template and eos token")
+    return line + (f"; `generation_config.json` as the chat model's transformers {generation} wrote it.\n\n" if generation else ".\n\n")
 
 
 def _command(command: str | None) -> str:
