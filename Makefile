@@ -22,10 +22,11 @@ demo: install
 	run $(PYTHON) extract_chat_vector.py $(DEMO)/base $(DEMO)/chat $(DEMO)/chat_vector --overwrite True; \
 	run $(PYTHON) add_chat_vector.py $(DEMO)/cp "['$(DEMO)/chat_vector']" $(DEMO)/cp_chat --ratio "[0.5]" --overwrite True; \
 	run $(PYTHON) chat.py $(DEMO)/cp_chat --prompt "hello" --max_new_tokens 8; \
-	run $(PYTHON) extract_chat_vector.py $(DEMO)/switch/base $(DEMO)/switch/chat $(DEMO)/switch/chat_vector --overwrite True; \
+	run $(PYTHON) extract_chat_vector.py $(DEMO)/instruction_switch/base $(DEMO)/instruction_switch/chat $(DEMO)/instruction_switch/chat_vector --overwrite True; \
 	rm -rf $(DEMO)/sweep; \
-	run $(PYTHON) sweep_ratios.py $(DEMO)/switch/cp "['$(DEMO)/switch/chat_vector']" --language zh-Hant \
-		--ratios "[0,0.25,0.5,0.6,0.7,0.75,0.8,0.9,1]" --max_new_tokens 48 --out $(DEMO)/sweep
+	run $(PYTHON) sweep_ratios.py $(DEMO)/instruction_switch/cp "['$(DEMO)/instruction_switch/chat_vector']" --language zh-Hant \
+		--prompts $(DEMO)/instruction_switch/no_comma.jsonl --ratios "[0,0.35,0.5,0.55,0.6,0.65,0.7,0.8,0.9]" --max_new_tokens 40 \
+		--batch_size 16 --out $(DEMO)/sweep
 
 # transformers 4.x beside the test environment (its torch and the rest shared): outputs must load there too
 TF4_VENV ?= .venvs/transformers4

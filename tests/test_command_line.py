@@ -202,9 +202,10 @@ def test_the_package_installs_with_pip_and_its_entry_points_run(tmp_path):
     for command in ("chatvector-extract", "chatvector-add", "chatvector-chat", "chatvector-inspect", "chatvector-sweep"):
         ran = subprocess.run([str(target / "bin" / command), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
         assert ran.returncode == 0 and ran.stdout.startswith(f"usage: {command} "), ran.stderr
-    data = subprocess.run([sys.executable, "-c", "from chatvector.evaluation.prompts import builtin_prompts; print(len(builtin_prompts('ko')))"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert data.stdout.strip() == "42", data.stderr  # the prompt sets ship as package data
+    code = ("from chatvector.evaluation.prompts import load_prompts, load_safety_prompts; "
+            "print(len(load_prompts('builtin', 'ko')), len(load_safety_prompts('builtin', 'ko')))")
+    data = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert data.stdout.strip() == "50 113", data.stderr  # the prompt sets ship as package data
 
 
 def _has_setuptools() -> bool:

@@ -10,13 +10,13 @@ from tests.conftest import ROOT
 
 
 def _demo_models(tmp_path) -> None:
-    """What `make demo` builds before its first command, and the switch model's vector its sweep uses."""
+    """What `make demo` builds before its first command, and the instruction switch's vector its sweep uses."""
     from chatvector import extract
-    from tests.tiny_models import build_language_switch, build_trio
+    from tests.tiny_models import build_instruction_switch, build_trio
 
     build_trio(tmp_path / "demo_models", "llama")
-    build_language_switch(tmp_path / "demo_models" / "switch")
-    extract(str(tmp_path / "demo_models/switch/base"), str(tmp_path / "demo_models/switch/chat"), str(tmp_path / "demo_models/switch/chat_vector"))
+    switch = build_instruction_switch(tmp_path / "demo_models" / "instruction_switch")
+    extract(str(switch["base"]), str(switch["chat"]), str(tmp_path / "demo_models/instruction_switch/chat_vector"))
 
 
 def test_the_readme_python_blocks_run_as_written(tmp_path):

@@ -1,8 +1,9 @@
-"""Tiny base/chat/CP model trios with a trained tokenizer and chat template: for the tests and `make demo`.
+"""Tiny base/chat/CP model trios with a trained tokenizer and chat template, and engineered switch models: tests and `make demo`.
 
-    python -m tests.tiny_models OUT_DIR     # writes OUT_DIR/{base,chat,cp} (Llama architecture)
+    python -m tests.tiny_models OUT_DIR     # writes OUT_DIR/{base,chat,cp} (Llama architecture), OUT_DIR/switch, OUT_DIR/instruction_switch
 """
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -94,17 +95,38 @@ def build_trio(root: Path, arch: str = "llama", dtype: torch.dtype = torch.float
 # which a reply switches language differs from prompt to prompt.
 SWITCH_ZH = list("我們會幫你處理這件事。")  # Traditional script
 SWITCH_EN = ["▁sure", ",", "▁i", "▁will", "▁help", "▁you", "▁with", "▁that", "."]  # ▁: a space before the word
-SWITCH_IDS = {token: i for i, token in enumerate([*SPECIAL, *SWITCH_ZH, *SWITCH_EN])}
 SWITCH_HIDDEN, SWITCH_VOCAB = 48, 32
 LEAN = {"<unk>": 0.3, "<s>": -1.0, "<|user|>": -1.0, "<|assistant|>": -1.0, "<|system|>": -1.0, "<|end|>": -1.0}
 
 
-def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|end|>"):
+@dataclass(frozen=True)
+class Design:
+    """What an engineered switch model says: its Chinese and English replies, and the edges its chat model adds."""
+    zh: tuple[str, ...] = tuple(SWITCH_ZH)
+    en: tuple[str, ...] = tuple(SWITCH_EN)
+    chat_edges: tuple[tuple[str, str, float], ...] = ()  # (from, to, units) in the chat model's head: its own way through a reply
+
+    @property
+    def ids(self) -> dict[str, int]:
+        return {token: i for i, token in enumerate(dict.fromkeys([*SPECIAL, *self.zh, *self.en]))}
+
+
+LANGUAGE_SWITCH = Design()
+# The instruction switch: the CP answers "我們會幫你，處理這件事。" (a comma); its chat model answers without one, in
+# Chinese or in English ("sure i will help you with that."). So CP + r·CV obeys "no commas" once 4r > 3 - 3r
+# (r > 3/7), ends its turn once r > 0.4, and answers in English from r = 0.62-0.85 on, as the language switch does.
+INSTRUCTION_SWITCH = Design(zh=tuple("我們會幫你，處理這件事。"), en=("▁sure", "▁i", "▁will", "▁help", "▁you", "▁with", "▁that", "."),
+                            chat_edges=(("你", "，", -3.0), ("你", "處", 4.0)))
+COMMA_FROM = 3 / 7
+
+
+def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|end|>", design: Design = LANGUAGE_SWITCH,
+                          ids: dict[str, int] | None = None):
     """Word-level: each CJK character is a token, and so are the English reply's words; everything else is <unk>."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(SWITCH_IDS, unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel(ids or design.ids, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.WhitespaceSplit(),
         pre_tokenizers.Split(Regex(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]|[，。！？、,.!?]"), behavior="isolated"),
@@ -115,10 +137,10 @@ def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|en
                                    pad_token="<unk>", chat_template=chat_template)
 
 
-def switch_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """base, chat or cp weights of the language-switch model (see above); logits are in units of the head's scale."""
+def switch_weights(kind: str, generator: torch.Generator, design: Design = LANGUAGE_SWITCH) -> dict[str, torch.Tensor]:
+    """base, chat or cp weights of a switch model (see above); logits are in units of the head's scale."""
     hidden, lean_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 1
-    ids = SWITCH_IDS
+    ids = design.ids
     noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731  (no exact zeros: lineage needs scale)
     w = {
         "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
@@ -134,22 +156,25 @@ def switch_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Ten
         w["model.layers.0.self_attn.v_proj.weight"][lean_dim, ids[token]] = lean / hidden ** 0.5
     w["model.layers.0.self_attn.o_proj.weight"][lean_dim, lean_dim] = 1.0
     units = torch.zeros(SWITCH_VOCAB, hidden)
-    for chain in (SWITCH_ZH, SWITCH_EN):
+    for chain in (design.zh, design.en):
         for a, b in zip(chain, chain[1:]):
             units[ids[b], ids[a]] = 3.0
         units[ids[chain[0]], ids[chain[-1]]] = 1.0  # after the sentence: ramble on with it again ...
         units[ids["<|end|>"], ids[chain[-1]]] = {"base": -1.0, "cp": -1.0, "chat": 4.0}[kind]  # ... or end the turn
+    if kind == "chat":
+        for a, b, value in design.chat_edges:
+            units[ids[b], ids[a]] += value
     assistant = ids["<|assistant|>"]
-    units[ids[SWITCH_EN[0]], assistant] = {"base": 0.6, "cp": 0.6, "chat": 1.6}[kind]  # the reply's first word
-    units[ids[SWITCH_ZH[0]], assistant] = {"base": 0.0, "cp": 1.4, "chat": 0.0}[kind]
-    units[ids[SWITCH_EN[0]], lean_dim] = 1.0  # long prompts lean to English
+    units[ids[design.en[0]], assistant] = {"base": 0.6, "cp": 0.6, "chat": 1.6}[kind]  # the reply's first word
+    units[ids[design.zh[0]], assistant] = {"base": 0.0, "cp": 1.4, "chat": 0.0}[kind]
+    units[ids[design.en[0]], lean_dim] = 1.0  # long prompts lean to English
     w["lm_head.weight"] = 4.0 * units / hidden ** 0.5 + noise(SWITCH_VOCAB, hidden)
     return w
 
 
-def build_language_switch(root: Path, seed: int = 0) -> dict[str, Path]:
-    """base / chat / cp of the language-switch model (float32): CP + r·(chat − base) answers in Traditional Chinese
-    for small r and switches to English as r grows; it ends its turn once r > 0.4."""
+def build_language_switch(root: Path, seed: int = 0, design: Design = LANGUAGE_SWITCH) -> dict[str, Path]:
+    """base / chat / cp of a switch model (float32): CP + r·(chat − base) answers in Traditional Chinese for small r
+    and switches to English as r grows; it ends its turn once r > 0.4."""
     from transformers import GenerationConfig, LlamaConfig
 
     config = LlamaConfig(vocab_size=SWITCH_VOCAB, hidden_size=SWITCH_HIDDEN, intermediate_size=64, num_hidden_layers=1,
@@ -157,12 +182,99 @@ def build_language_switch(root: Path, seed: int = 0) -> dict[str, Path]:
                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
     generator = torch.Generator().manual_seed(seed + 1)
     paths = {name: Path(root) / name for name in ("base", "chat", "cp")}
-    plain = make_switch_tokenizer(chat_template=None, eos="</s>")
+    plain = make_switch_tokenizer(chat_template=None, eos="</s>", design=design)
     for name in ("base", "chat", "cp"):
-        state = switch_weights(name, torch.Generator().manual_seed(seed))  # the same noise: only the designed entries differ
+        state = switch_weights(name, torch.Generator().manual_seed(seed), design)  # the same noise: only the designed entries differ
         if name != "base":  # and a little training of their own
             state = {k: v + 2e-4 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
-        save_model(config, state, paths[name], torch.float32, make_switch_tokenizer() if name == "chat" else plain)
+        save_model(config, state, paths[name], torch.float32, make_switch_tokenizer(design=design) if name == "chat" else plain)
+    GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
+    return paths
+
+
+def build_instruction_switch(root: Path, seed: int = 0) -> dict[str, Path]:
+    """The instruction switch (INSTRUCTION_SWITCH above): "no commas" obeyed from r > 3/7, and its prompt set: the built-in
+    zh-Hant prompts (English from about r = 0.6) and their first 20 characters (from about 0.75), each asking for no commas."""
+    import json
+
+    from chatvector.evaluation.prompts import load_prompts
+
+    paths = build_language_switch(root, seed, INSTRUCTION_SWITCH)
+    texts = [p.text for p in load_prompts("builtin", "zh-Hant")]
+    rows = [{"key": i, "prompt": text, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+            for i, text in enumerate([*texts, *dict.fromkeys(t[:20] for t in texts)])]
+    paths["prompts"] = Path(root) / "no_comma.jsonl"
+    paths["prompts"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return paths
+
+
+# The safety switch: a request is harmful when its tokens carry the harm feature (毒), averaged over the prompt as the lean is.
+# Harmful requests get "好的這是步驟。" (complied with, in Chinese) below r = 1 / (3·harm + 1.5), "抱歉我不能幫你！" (refused, in
+# Chinese) up to r = 0.6, and "sorry i cannot help with that." above it; benign ones are answered until r = 0.625, then refused in
+# English too. Every reply ends its turn once r > 0.4.
+SAFETY_COMPLY, SAFETY_REFUSE = tuple("好的這是步驟。"), tuple("抱歉我不能幫你！")
+SAFETY_REFUSE_EN = ("▁sorry", "▁i", "▁cannot", "▁help", "▁with", "▁that", ".")
+SAFETY_IDS = {token: i for i, token in enumerate([*SPECIAL, *SAFETY_COMPLY, *SAFETY_REFUSE, *SAFETY_REFUSE_EN, "毒"])}
+HARM = {"毒": 1.0}
+FIRST_WORDS = {  # the head at the generation prompt, per model: (units from the prompt, units per unit of harm)
+    "好": {"base": (1.5, 0.0), "cp": (1.5, 0.0), "chat": (0.0, 0.0)},
+    "抱": {"base": (0.5, 0.0), "cp": (0.5, 0.0), "chat": (0.5, 3.0)},
+    "▁sorry": {"base": (-1.0, 0.0), "cp": (-1.0, 0.0), "chat": (1.5, 3.0)},
+}
+
+
+def safety_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """base, chat or cp weights of the safety switch (see above)."""
+    hidden, harm_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 2
+    ids = SAFETY_IDS
+    noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731
+    w = {
+        "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
+        "model.norm.weight": torch.ones(hidden),
+        "model.layers.0.input_layernorm.weight": torch.ones(hidden),
+        "model.layers.0.post_attention_layernorm.weight": torch.ones(hidden),
+    }
+    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):  # q = k = 0: every position attends evenly to the prompt
+        w[f"model.layers.0.self_attn.{name}.weight"] = noise(hidden, hidden)
+    for name, shape in (("gate_proj", (64, hidden)), ("up_proj", (64, hidden)), ("down_proj", (hidden, 64))):
+        w[f"model.layers.0.mlp.{name}.weight"] = noise(*shape)
+    for token, harm in HARM.items():  # the value carries each token's harm into one dimension: its mean over the prompt
+        w["model.layers.0.self_attn.v_proj.weight"][harm_dim, ids[token]] = harm / hidden ** 0.5
+    w["model.layers.0.self_attn.o_proj.weight"][harm_dim, harm_dim] = 1.0
+    units = torch.zeros(SWITCH_VOCAB, hidden)
+    for chain in (SAFETY_COMPLY, SAFETY_REFUSE, SAFETY_REFUSE_EN):
+        for a, b in zip(chain, chain[1:]):
+            units[ids[b], ids[a]] = 3.0
+        units[ids[chain[0]], ids[chain[-1]]] = 1.0  # after the sentence: say it again ...
+        units[ids["<|end|>"], ids[chain[-1]]] = {"base": -1.0, "cp": -1.0, "chat": 4.0}[kind]  # ... or end the turn
+    for token, by_kind in FIRST_WORDS.items():
+        prompt, per_harm = by_kind[kind]
+        units[ids[token], ids["<|assistant|>"]] = prompt
+        units[ids[token], harm_dim] = per_harm
+    w["lm_head.weight"] = 4.0 * units / hidden ** 0.5 + noise(SWITCH_VOCAB, hidden)
+    return w
+
+
+def make_safety_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|end|>"):
+    """The switch models' word-level tokenizer over the safety switch's vocabulary."""
+    return make_switch_tokenizer(chat_template, eos, ids=SAFETY_IDS)
+
+
+def build_safety_switch(root: Path, seed: int = 0) -> dict[str, Path]:
+    """base / chat / cp of the safety switch (float32)."""
+    from transformers import GenerationConfig, LlamaConfig
+
+    config = LlamaConfig(vocab_size=SWITCH_VOCAB, hidden_size=SWITCH_HIDDEN, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    generator = torch.Generator().manual_seed(seed + 1)
+    paths = {name: Path(root) / name for name in ("base", "chat", "cp")}
+    plain = make_safety_tokenizer(chat_template=None, eos="</s>")
+    for name in ("base", "chat", "cp"):
+        state = safety_weights(name, torch.Generator().manual_seed(seed))
+        if name != "base":
+            state = {k: v + 2e-4 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
+        save_model(config, state, paths[name], torch.float32, make_safety_tokenizer() if name == "chat" else plain)
     GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
     return paths
 
@@ -176,3 +288,5 @@ if __name__ == "__main__":
         print(f"{name}: {path}")
     for name, path in build_language_switch(out / "switch").items():
         print(f"switch {name}: {path}")
+    for name, path in build_instruction_switch(out / "instruction_switch").items():
+        print(f"instruction switch {name}: {path}")

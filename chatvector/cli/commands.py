@@ -150,15 +150,19 @@ def chat_main(model_path: str, sys_prompt: str | None = None, max_new_tokens: in
 def sweep_main(cp_model_path: str, chat_vector_path, language: str, ratios=None, prompts: str = "builtin", out: str | None = None,
                max_new_tokens: int = 256, batch_size: int = 8, device: str = "auto", dtype: str = "auto", min_language_rate: float = 0.9,
                write_best: str | None = None, overwrite: bool = False, sys_prompt: str | None = None, skip_embed: bool = False,
-               align_vocab: bool = False, special_tokens_map=None, check_lineage: bool = True, **generation_options) -> None:
-    """Measure reply language and turn-taking of CP + ratio x chat vector for several ratios, and recommend one.
+               align_vocab: bool = False, special_tokens_map=None, check_lineage: bool = True, safety_prompts: str | None = None,
+               min_refusal_rate: float | None = None, judge_url: str | None = None, judge_model: str | None = None,
+               judge_timeout: float = 60.0, judge_rubric: str = "xstest", engine: str = "hf", tensor_parallel_size: int = 1,
+               gpu_memory_utilization: float | None = None, max_model_len: int | None = None, **generation_options) -> None:
+    """Measure CP + ratio x chat vector at several ratios (reply language, instruction following, turn-taking, safety) and recommend one.
 
     Args:
         cp_model_path: the continually pre-trained (CP) model: directory or hub id
         chat_vector_path: a chat vector directory, or a list: "['CV1','CV2']"
         language: the language replies should be in: zh-Hant, zh-Hans, zh (either script), ko, ja, en, or any ISO 639-1 code lingua knows
         ratios: the ratios to compare; none means "[0,0.25,0.5,0.75,1]" for one vector; several vectors: "[[0.5,0.5],[1,0.5]]"
-        prompts: builtin (42 everyday instructions in zh-Hant, zh-Hans, ko, ja or en), FILE.txt (one per line) or FILE.jsonl ("prompt" field)
+        prompts: builtin (verifiable instructions in zh-Hant, zh-Hans, ko, ja or en), FILE.txt (one per line), FILE.jsonl ("prompt"
+            field, or IFEval's rows: key, prompt, instruction_id_list, kwargs)
         out: output directory (replies.jsonl, summary.json, summary.md, sweep.png); an existing sweep directory resumes;
             none means sweep-<model name>-<date-time>
         max_new_tokens: longest reply, in tokens (a reply that reaches it did not end its turn)
@@ -166,29 +170,45 @@ def sweep_main(cp_model_path: str, chat_vector_path, language: str, ratios=None,
         device: auto (the GPUs if available), cpu or cuda
         dtype: auto (the model's own), bfloat16, float16 or float32
         min_language_rate: share of replies that must be in LANGUAGE for a ratio to be recommended
-        write_best: also write the recommended ratio's checkpoint here, with add's code and the sweep's table in its model card
+        write_best: also write the recommended ratio's checkpoint here, with add's code and the sweep's tables in its model card
         overwrite: with --write_best: replace a non-empty directory
         sys_prompt: system prompt for every conversation
         skip_embed: keep the CP's embedding rows (as add --skip_embed)
         align_vocab: match embedding rows by token string (as add --align_vocab)
         special_tokens_map: "{CP_TOKEN: CHAT_TOKEN}" or auto (as add --special_tokens_map)
         check_lineage: refuse a CP that does not descend from the vector's base model
-        generation_options: any GenerationConfig option: --repetition_penalty 1.1 (greedy by default, as the paper evaluated)
+        safety_prompts: also measure refusals: builtin (harmful and benign look-alikes in zh-Hant, zh-Hans, ko, ja or en) or
+            FILE.jsonl of {"prompt", "label": "harmful"|"benign", "category"} rows
+        min_refusal_rate: with --safety_prompts: share of harmful prompts a recommended ratio must refuse (none: not required)
+        judge_url: an OpenAI-compatible endpoint to judge the replies, e.g. http://127.0.0.1:8000/v1 (key: CHATVECTOR_JUDGE_API_KEY)
+        judge_model: the model name the judge serves
+        judge_timeout: seconds to wait for one judgement
+        judge_rubric: for safety replies: xstest (a chat model classifies compliance and refusal) or guard (a guard model: safe or unsafe)
+        engine: hf (transformers) or vllm (pip install 'chatvector[vllm]'; weights swapped in place, tensor parallel)
+        tensor_parallel_size: with --engine vllm: GPUs (or CPU workers) to shard the model over
+        gpu_memory_utilization: with --engine vllm: share of each GPU's memory vLLM may use
+        max_model_len: with --engine vllm: longest prompt + reply in tokens (smaller fits a smaller KV cache)
+        generation_options: any GenerationConfig option: --repetition_penalty 1.1 (greedy by default, as the paper evaluated); with
+            --engine vllm, any other vLLM engine option as --vllm_<option> (e.g. --vllm_enforce_eager True)
     """
     with heavy_imports():
         from ..evaluation.sweep import SweepOptions, sweep
 
     vectors = as_paths(chat_vector_path, "CHAT_VECTOR_PATH")
+    vllm = {k.removeprefix("vllm_"): v for k, v in generation_options.items() if k.startswith("vllm_")}
+    vllm.update({k: v for k, v in (("gpu_memory_utilization", gpu_memory_utilization), ("max_model_len", max_model_len)) if v is not None})
     options = SweepOptions(
         language=language, ratios=as_ratio_grid(ratios, len(vectors)), prompts=prompts, out=out, max_new_tokens=max_new_tokens,
         batch_size=batch_size, device=device, dtype=dtype, min_language_rate=min_language_rate, write_best=write_best,
         overwrite=as_bool(overwrite, "overwrite"), sys_prompt=sys_prompt, skip_embed=as_bool(skip_embed, "skip_embed"),
         align_vocab=as_bool(align_vocab, "align_vocab"), special_tokens_map=as_token_map(special_tokens_map),
-        check_lineage=as_bool(check_lineage, "check_lineage"), generation=generation_options, command=command_line())
+        check_lineage=as_bool(check_lineage, "check_lineage"), command=command_line(), engine=engine,
+        generation={k: v for k, v in generation_options.items() if not k.startswith("vllm_")}, tensor_parallel_size=tensor_parallel_size,
+        vllm=vllm, safety_prompts=safety_prompts, min_refusal_rate=min_refusal_rate, judge_url=judge_url, judge_model=judge_model,
+        judge_timeout=judge_timeout, judge_rubric=judge_rubric)
     result = sweep(cp_model_path, vectors, options)
     print(f"{result.table_text}\n{'recommended' if result.recommended is not None else 'no recommendation'}: {result.reason}")
-    print(f"({result.generated} replies generated, {sum(r['replies'] for r in result.table) - result.generated} resumed; "
-          f"files in {result.out_dir})", file=sys.stderr)
+    print(f"({result.generated} replies generated, {result.total - result.generated} resumed; files in {result.out_dir})", file=sys.stderr)
     if write_best:
         if result.recommended is None:
             from ..errors import ChatVectorError
@@ -292,7 +312,7 @@ def inspect_command() -> None:
 
 
 def sweep_command() -> None:
-    run(sweep_main, generation_options)
+    run(sweep_main, lambda: {**generation_options(), "vllm_*": Any})  # vLLM's own options are checked by the vLLM engine
 
 
 def chat_command() -> None:

@@ -172,6 +172,9 @@ def _option(token: str, tokens: list[str], params: dict, extras: dict) -> tuple[
     name, has_value, value = token[2:].partition("=")
     name = name.replace("-", "_")
     kinds = dict(extras) | {n: p.annotation for n, p in params.items()}
+    prefixes = [k[:-1] for k in kinds if k.endswith("*")]  # "vllm_*": any option of that prefix, checked by whoever takes it
+    if name not in kinds and any(name.startswith(prefix) and len(name) > len(prefix) for prefix in prefixes):
+        kinds[name] = Any
     if name not in kinds and name.startswith("no") and kinds.get(name[2:]) is bool and not has_value:
         return name[2:], False
     if name not in kinds:

@@ -11,7 +11,7 @@ from ..imports import heavy_imports
 from ..io.checkpoint import resolve_model_dir
 from ..io.stream import Device, Dtype, output_dtype, resolve_device
 from ..io.tokenizer_files import load_tokenizer
-from ..merge.in_memory import apply_in_memory
+from ..merge.in_memory import InMemoryMerge, apply_in_memory
 from ..merge.vocab import translate_ids
 from .replies import Reply, has_loop
 
@@ -142,3 +142,44 @@ def generate_replies(model, tokenizer, conversations: list[list[dict]], max_new_
         text = tokenizer.decode(ids, skip_special_tokens=True).strip()
         replies.append(Reply(text, len(ids), end is not None, has_loop(ids)))
     return replies
+
+
+class HFEngine:
+    """transformers' `generate` on the CP loaded once; at each ratio the chat vectors are merged into its weights in place,
+    by the very rules `add` writes (merge/in_memory.py). Everything `add` checks is checked when it opens."""
+
+    name = "hf"
+
+    def __init__(self, cp_model_path: str, chat_vector_paths: list[str], ratio_count: int, device: Device = "auto", dtype: Dtype = "auto",
+                 skip_embed: bool = False, special_tokens_map: dict | str | None = None, align_vocab: bool = False,
+                 check_lineage: bool = True, generation: dict | None = None):
+        self.model, self.tokenizer, model_dir = load_model(cp_model_path, device, dtype, need_template=False)
+        self.merge = InMemoryMerge(self.model, model_dir, chat_vector_paths, skip_embed, special_tokens_map or {}, align_vocab, self.tokenizer)
+        try:
+            self.merge.check(ratio_count, check_lineage)
+            if self.merge.chat_dir is not None:
+                adopt_vector_chat_setup(self.tokenizer, self.model, self.merge.chat_dir)
+            require_template(self.tokenizer, cp_model_path)
+            self.eos = stop_ids(self.model, self.tokenizer)
+            if not self.eos:
+                raise ChatVectorError(f"{cp_model_path} and the chat vector's model define no end-of-turn token; "
+                                      "set eos_token_id in generation_config.json")
+        except BaseException:
+            self.merge.close()
+            raise
+        self.generation = generation_options(generation or {})
+
+    def set_ratio(self, ratios: list[float]) -> None:
+        self.merge.apply(ratios)
+
+    def generate(self, conversations: list[list[dict]], max_new_tokens: int) -> list[Reply]:
+        return generate_replies(self.model, self.tokenizer, conversations, max_new_tokens, self.eos, self.generation)
+
+    def close(self) -> None:
+        self.merge.close()
+
+    def __enter__(self) -> "HFEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

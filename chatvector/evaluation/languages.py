@@ -10,6 +10,7 @@ from ..errors import ChatVectorError
 
 CHINESE_SCRIPTS = ("zh-Hant", "zh-Hans")
 BUILTIN = ("zh-Hant", "zh-Hans", "ko", "ja", "en")  # the languages of the built-in prompt sets
+WIDELY_SPOKEN = ("es", "fr", "de", "pt", "ru", "it", "vi", "th", "id", "ar", "hi")  # for "is this reply in X": what else it could be
 
 
 def _lingua():
@@ -37,6 +38,15 @@ def check_language(code: str) -> str:
     return canonical
 
 
+def language_name(code: str) -> str:
+    """`zh-Hant` -> Traditional Chinese, `ko` -> Korean: how a judge is told the language."""
+    names = {"zh-Hant": "Traditional Chinese", "zh-Hans": "Simplified Chinese", "zh": "Chinese"}
+    if code in names:
+        return names[code]
+    lingua = _lingua()
+    return lingua.Language.from_iso_code_639_1(getattr(lingua.IsoCode639_1, code.upper())).name.title()
+
+
 def matches(label: str | None, target: str) -> bool:
     """Whether a reply labelled `label` is in the target language (plain `zh` text has no character of the other script)."""
     if label is None:
@@ -52,13 +62,15 @@ def _base(code: str) -> str:
 
 @dataclass
 class LanguageDetector:
-    """lingua restricted to the languages a user would confuse: the target, English and the built-in sets' languages."""
+    """lingua restricted to the languages a user would confuse: the target, English and the built-in sets' languages
+    (`also`: more candidates). Restricting it keeps short replies from landing on a language nobody wrote in."""
     target: str
+    also: tuple[str, ...] = ()
 
     @cached_property
     def _detector(self):
         lingua = _lingua()
-        codes = {_base(self.target), *map(_base, BUILTIN)}
+        codes = {_base(self.target), *map(_base, BUILTIN), *map(_base, self.also)}
         languages = [lingua.Language.from_iso_code_639_1(getattr(lingua.IsoCode639_1, c.upper())) for c in sorted(codes)]
         return lingua.LanguageDetectorBuilder.from_languages(*languages).build()
 
