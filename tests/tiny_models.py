@@ -95,7 +95,7 @@ def build_trio(root: Path, arch: str = "llama", dtype: torch.dtype = torch.float
 # which a reply switches language differs from prompt to prompt.
 SWITCH_ZH = list("我們會幫你處理這件事。")  # Traditional script
 SWITCH_EN = ["▁sure", ",", "▁i", "▁will", "▁help", "▁you", "▁with", "▁that", "."]  # ▁: a space before the word
-SWITCH_HIDDEN, SWITCH_VOCAB = 48, 32
+SWITCH_HIDDEN, SWITCH_VOCAB = 128, 32  # two heads of 64: what vLLM's CPU attention kernels run, at tensor parallel 1 and 2
 LEAN = {"<unk>": 0.3, "<s>": -1.0, "<|user|>": -1.0, "<|assistant|>": -1.0, "<|system|>": -1.0, "<|end|>": -1.0}
 
 
@@ -137,24 +137,34 @@ def make_switch_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|en
                                    pad_token="<unk>", chat_template=chat_template)
 
 
-def switch_weights(kind: str, generator: torch.Generator, design: Design = LANGUAGE_SWITCH) -> dict[str, torch.Tensor]:
-    """base, chat or cp weights of a switch model (see above); logits are in units of the head's scale."""
-    hidden, lean_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 1
-    ids = design.ids
-    noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731  (no exact zeros: lineage needs scale)
+def _even_attention(generator: torch.Generator, features: dict[int, dict[int, float]]):
+    """What every switch model shares: identity embeddings, and one layer whose attention averages the prompt evenly
+    (q = k = 0), carrying `features` ({dimension: {token id: value}}) into the residual stream as prompt means. Returns the
+    weights and the noise they are made with (no exact zeros: the lineage check needs scale)."""
+    hidden = SWITCH_HIDDEN
+    noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731
     w = {
         "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
         "model.norm.weight": torch.ones(hidden),
         "model.layers.0.input_layernorm.weight": torch.ones(hidden),
         "model.layers.0.post_attention_layernorm.weight": torch.ones(hidden),
     }
-    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):  # q = k = 0: every position attends evenly to the prompt
+    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
         w[f"model.layers.0.self_attn.{name}.weight"] = noise(hidden, hidden)
     for name, shape in (("gate_proj", (64, hidden)), ("up_proj", (64, hidden)), ("down_proj", (hidden, 64))):
         w[f"model.layers.0.mlp.{name}.weight"] = noise(*shape)
-    for token, lean in LEAN.items():  # the value carries each token's lean into one dimension
-        w["model.layers.0.self_attn.v_proj.weight"][lean_dim, ids[token]] = lean / hidden ** 0.5
-    w["model.layers.0.self_attn.o_proj.weight"][lean_dim, lean_dim] = 1.0
+    for dim, values in features.items():  # the value carries each token's feature into one dimension
+        for token_id, value in values.items():
+            w["model.layers.0.self_attn.v_proj.weight"][dim, token_id] = value / hidden ** 0.5
+        w["model.layers.0.self_attn.o_proj.weight"][dim, dim] = 1.0
+    return w, noise
+
+
+def switch_weights(kind: str, generator: torch.Generator, design: Design = LANGUAGE_SWITCH) -> dict[str, torch.Tensor]:
+    """base, chat or cp weights of a switch model (see above); logits are in units of the head's scale."""
+    hidden, lean_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 1
+    ids = design.ids
+    w, noise = _even_attention(generator, {lean_dim: {ids[token]: lean for token, lean in LEAN.items()}})
     units = torch.zeros(SWITCH_VOCAB, hidden)
     for chain in (design.zh, design.en):
         for a, b in zip(chain, chain[1:]):
@@ -175,19 +185,26 @@ def switch_weights(kind: str, generator: torch.Generator, design: Design = LANGU
 def build_language_switch(root: Path, seed: int = 0, design: Design = LANGUAGE_SWITCH) -> dict[str, Path]:
     """base / chat / cp of a switch model (float32): CP + r·(chat − base) answers in Traditional Chinese for small r
     and switches to English as r grows; it ends its turn once r > 0.4."""
+    return _build_switch(root, seed, lambda kind, generator: switch_weights(kind, generator, design),
+                         lambda **options: make_switch_tokenizer(design=design, **options))
+
+
+def _build_switch(root: Path, seed: int, weights, tokenizer) -> dict[str, Path]:
+    """base / chat / cp of a switch model in float32 from `weights(kind, generator)`: the same noise in all three, so that only
+    the designed entries differ, and a little training of their own in chat and cp; the chat model ends turns on 6 and 2."""
     from transformers import GenerationConfig, LlamaConfig
 
     config = LlamaConfig(vocab_size=SWITCH_VOCAB, hidden_size=SWITCH_HIDDEN, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0)
     generator = torch.Generator().manual_seed(seed + 1)
     paths = {name: Path(root) / name for name in ("base", "chat", "cp")}
-    plain = make_switch_tokenizer(chat_template=None, eos="</s>", design=design)
+    plain = tokenizer(chat_template=None, eos="</s>")
     for name in ("base", "chat", "cp"):
-        state = switch_weights(name, torch.Generator().manual_seed(seed), design)  # the same noise: only the designed entries differ
-        if name != "base":  # and a little training of their own
+        state = weights(name, torch.Generator().manual_seed(seed))
+        if name != "base":
             state = {k: v + 2e-4 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
-        save_model(config, state, paths[name], torch.float32, make_switch_tokenizer(design=design) if name == "chat" else plain)
+        save_model(config, state, paths[name], torch.float32, tokenizer() if name == "chat" else plain)
     GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
     return paths
 
@@ -227,20 +244,7 @@ def safety_weights(kind: str, generator: torch.Generator) -> dict[str, torch.Ten
     """base, chat or cp weights of the safety switch (see above)."""
     hidden, harm_dim = SWITCH_HIDDEN, SWITCH_HIDDEN - 2
     ids = SAFETY_IDS
-    noise = lambda *shape: 1e-3 * torch.randn(*shape, generator=generator)  # noqa: E731
-    w = {
-        "model.embed_tokens.weight": torch.eye(SWITCH_VOCAB, hidden) + noise(SWITCH_VOCAB, hidden),
-        "model.norm.weight": torch.ones(hidden),
-        "model.layers.0.input_layernorm.weight": torch.ones(hidden),
-        "model.layers.0.post_attention_layernorm.weight": torch.ones(hidden),
-    }
-    for name in ("q_proj", "k_proj", "v_proj", "o_proj"):  # q = k = 0: every position attends evenly to the prompt
-        w[f"model.layers.0.self_attn.{name}.weight"] = noise(hidden, hidden)
-    for name, shape in (("gate_proj", (64, hidden)), ("up_proj", (64, hidden)), ("down_proj", (hidden, 64))):
-        w[f"model.layers.0.mlp.{name}.weight"] = noise(*shape)
-    for token, harm in HARM.items():  # the value carries each token's harm into one dimension: its mean over the prompt
-        w["model.layers.0.self_attn.v_proj.weight"][harm_dim, ids[token]] = harm / hidden ** 0.5
-    w["model.layers.0.self_attn.o_proj.weight"][harm_dim, harm_dim] = 1.0
+    w, noise = _even_attention(generator, {harm_dim: {ids[token]: harm for token, harm in HARM.items()}})
     units = torch.zeros(SWITCH_VOCAB, hidden)
     for chain in (SAFETY_COMPLY, SAFETY_REFUSE, SAFETY_REFUSE_EN):
         for a, b in zip(chain, chain[1:]):
@@ -262,21 +266,7 @@ def make_safety_tokenizer(chat_template: str | None = TEMPLATE, eos: str = "<|en
 
 def build_safety_switch(root: Path, seed: int = 0) -> dict[str, Path]:
     """base / chat / cp of the safety switch (float32)."""
-    from transformers import GenerationConfig, LlamaConfig
-
-    config = LlamaConfig(vocab_size=SWITCH_VOCAB, hidden_size=SWITCH_HIDDEN, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    generator = torch.Generator().manual_seed(seed + 1)
-    paths = {name: Path(root) / name for name in ("base", "chat", "cp")}
-    plain = make_safety_tokenizer(chat_template=None, eos="</s>")
-    for name in ("base", "chat", "cp"):
-        state = safety_weights(name, torch.Generator().manual_seed(seed))
-        if name != "base":
-            state = {k: v + 2e-4 * torch.randn(v.shape, generator=generator) for k, v in state.items()}
-        save_model(config, state, paths[name], torch.float32, make_safety_tokenizer() if name == "chat" else plain)
-    GenerationConfig(bos_token_id=1, eos_token_id=[6, 2], pad_token_id=0).save_pretrained(paths["chat"])
-    return paths
+    return _build_switch(root, seed, safety_weights, make_safety_tokenizer)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,12 @@ def require_template(tokenizer, model_path: str) -> None:
 
 def adopt_vector_chat_setup(tokenizer, model, vector_dir: Path) -> None:
     """Like `add`: the chat model's template (when the model has none) and its end-of-turn ids."""
+    extra = vector_chat_setup(tokenizer, vector_dir)
+    model.generation_config.eos_token_id = sorted(set(_as_list(model.generation_config.eos_token_id)) | set(extra))
+
+
+def vector_chat_setup(tokenizer, vector_dir: Path) -> list[int]:
+    """The chat model's template given to `tokenizer` when it has none; the chat model's end-of-turn ids in its ids."""
     from transformers import GenerationConfig
 
     chat_tokenizer = load_tokenizer(vector_dir, "chat vector")
@@ -67,7 +73,7 @@ def adopt_vector_chat_setup(tokenizer, model, vector_dir: Path) -> None:
     if (vector_dir / "generation_config.json").is_file():
         chat_ids += _as_list(GenerationConfig.from_pretrained(vector_dir).eos_token_id)
     extra, _ = translate_ids([i for i in chat_ids if i is not None], chat_tokenizer, tokenizer)  # to this model's ids
-    model.generation_config.eos_token_id = sorted(set(_as_list(model.generation_config.eos_token_id)) | set(extra))
+    return extra
 
 
 def _as_list(ids) -> list[int]:

@@ -15,6 +15,8 @@ deviates, and only there (the README lists the same):
 - `punctuation:no_comma`: the full-width comma ， and the enumeration commas 、 ､ count as commas too.
 - `change_case:capital_word_frequency`: words split by nltk's Treebank tokenizer within those sentences
   (what `word_tokenize` does after punkt).
+- `change_case:english_lowercase` / `english_capital`: "in English" judged as for the response language (langdetect
+  took 1 ms a reply and answered at random unless seeded).
 """
 import contextlib
 import functools
@@ -93,7 +95,7 @@ def _registry() -> dict[str, type]:
         from langdetect import DetectorFactory
     except ImportError:
         raise ChatVectorError(f"instruction following is checked with lm-eval's IFEval checkers; install them: {INSTALL}") from None
-    DetectorFactory.seed = 0  # langdetect samples at random otherwise: the same reply could pass once and fail the next time
+    DetectorFactory.seed = 0  # where langdetect still judges: it samples at random otherwise
     registry = dict(instructions_registry.INSTRUCTION_DICT)
     registry.update(_adapted(instructions))
     return registry
@@ -131,6 +133,14 @@ def _adapted(instructions) -> dict[str, type]:
         def check_following(self, value):
             return not COMMAS.search(value)
 
+    class EnglishLowercase(instructions.LowercaseLettersEnglishChecker):
+        def check_following(self, value):
+            return value.islower() and _in_language(value, "en")
+
+    class EnglishCapital(instructions.CapitalLettersEnglishChecker):
+        def check_following(self, value):
+            return value.isupper() and _in_language(value, "en")
+
     class CapitalWordFrequency(instructions.CapitalWordFrequencyChecker):
         def check_following(self, value):
             from nltk.tokenize import NLTKWordTokenizer
@@ -141,7 +151,8 @@ def _adapted(instructions) -> dict[str, type]:
 
     return {"language:response_language": ResponseLanguage, "length_constraints:number_words": NumberOfWords,
             "length_constraints:number_sentences": NumberOfSentences, "keywords:forbidden_words": ForbiddenWords,
-            "punctuation:no_comma": NoComma, "change_case:capital_word_frequency": CapitalWordFrequency}
+            "punctuation:no_comma": NoComma, "change_case:capital_word_frequency": CapitalWordFrequency,
+            "change_case:english_lowercase": EnglishLowercase, "change_case:english_capital": EnglishCapital}
 
 
 def _compare(count: int, relation: str, threshold: int) -> bool:

@@ -99,7 +99,7 @@ def sweep(cp_model_path: str, chat_vector_paths: list[str], options: SweepOption
     judgements = JudgementLog(plan.out_dir / "judgements.jsonl") if plan.judge else None
     todo = [(ratio, [p for p in plan.prompts if (_point(ratio), p.text) not in done]) for ratio in options.ratios]
     total = len(options.ratios) * len(plan.prompts)
-    generated = 0
+    generated, swaps = 0, {}
     with tqdm(total=total, initial=total - sum(len(missing) for _, missing in todo), unit="reply", desc="sweep", disable=None,
               leave=False) as bar, cleanup_on_interrupt():
         judging = JudgeWorkers(plan, judgements)
@@ -107,17 +107,17 @@ def sweep(cp_model_path: str, chat_vector_paths: list[str], options: SweepOption
             wanted = {(_point(ratio), p.text) for ratio in options.ratios for p in plan.prompts}
             judging.submit([row for point, row in done.items() if point in wanted])  # replies a killed run left unjudged
             if any(missing for _, missing in todo):
-                with open_engine(cp_model_path, chat_vector_paths, options) as engine:
-                    for ratio, missing in todo:
-                        if missing:
-                            bar.set_postfix_str(f"ratio {_label(ratio)}")
-                            generated += _generate(engine, ratio, missing, plan, options, log, done, judging, bar)
+                with open_engine(cp_model_path, chat_vector_paths, options, plan.out_dir) as engine:
+                    for ratio, missing in (item for item in todo if item[1]):
+                        bar.set_postfix_str(f"ratio {_label(ratio)}")
+                        swaps[_point(ratio)] = _swap(engine, ratio)
+                        generated += _generate(engine, ratio, missing, plan, options, log, done, judging, bar)
             judging.wait()
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"interrupted; {log.count(plan.key)} replies are kept in {log.path}"
                                     f"{' and their judgements in ' + str(judgements.path) if judgements else ''}; "
                                     "run the same command again to resume") from None
-    return _report(plan, options, cp_model_path, chat_vector_paths, done, judgements, generated)
+    return _report(plan, options, cp_model_path, chat_vector_paths, done, judgements, generated, swaps)
 
 
 def prepare(cp_model_path: str, chat_vector_paths: list[str], o: SweepOptions) -> Plan:
@@ -146,10 +146,16 @@ def prepare(cp_model_path: str, chat_vector_paths: list[str], o: SweepOptions) -
     return Plan(language, prompts, checkers, cp_dir, out_dir, settings_key(cp_dir, vector_dirs, o), judge)
 
 
+def _swap(engine, ratio: list[float]) -> dict:
+    """The engine's weights become this ratio's; how long it took (and, from vLLM, how much of it was our merge)."""
+    started = time.perf_counter()
+    engine.set_ratio(ratio)
+    return {"seconds": round(time.perf_counter() - started, 4), **getattr(engine, "swap_detail", {})}
+
+
 def _generate(engine, ratio: list[float], missing: list[Prompt], plan: Plan, o: SweepOptions, log: "ReplyLog", done: dict,
               judging: "JudgeWorkers", bar) -> int:
     """One ratio's missing replies, a batch at a time: each batch is logged (and handed to the judge) as soon as it is made."""
-    engine.set_ratio(ratio)
     detector = LanguageDetector(plan.language)
     made = 0
     for start in range(0, len(missing), o.batch_size):
@@ -183,7 +189,7 @@ def checks(reply: str, prompt: Prompt, plan: Plan, detector: LanguageDetector) -
 
 
 def _report(plan: Plan, o: SweepOptions, cp_model_path: str, chat_vector_paths: list[str], done: dict, judgements: "JudgementLog | None",
-            generated: int) -> SweepResult:
+            generated: int, swaps: dict) -> SweepResult:
     """The table from the rows (every check recomputed for the current prompts), the recommendation and the summary files."""
     detector = LanguageDetector(plan.language)
     judged = judgements.results(plan.key) if judgements else None
@@ -191,6 +197,7 @@ def _report(plan: Plan, o: SweepOptions, cp_model_path: str, chat_vector_paths: 
     for ratio in o.ratios:
         rows = [{**done[_point(ratio), p.text], **checks(done[_point(ratio), p.text]["reply"], p, plan, detector)} for p in plan.prompts]
         table.append(summarize(rows, _label(ratio), plan.language, judged.get(_point(ratio), {}) if judged is not None else None))
+        table[-1]["swap"] = swaps.get(_point(ratio))  # the weights merged in at this ratio by this run (None: resumed)
     recommended, reason = recommend(table, plan.language, o.min_language_rate, o.min_refusal_rate)
     safety = sum(p.kind == "safety" for p in plan.prompts)
     summary = {"language": plan.language, "recommended_ratio": recommended, "reason": reason, "min_language_rate": o.min_language_rate,
@@ -231,13 +238,14 @@ def check_engine(o: SweepOptions) -> None:
     check_options(o.tensor_parallel_size, o.vllm, o.generation, o.device, o.dtype)
 
 
-def open_engine(cp_model_path: str, chat_vector_paths: list[str], o: SweepOptions):
+def open_engine(cp_model_path: str, chat_vector_paths: list[str], o: SweepOptions, out_dir: Path):
     common = dict(ratio_count=len(o.ratios[0]), dtype=o.dtype, skip_embed=o.skip_embed, special_tokens_map=o.special_tokens_map,
                   align_vocab=o.align_vocab, check_lineage=o.check_lineage, generation=o.generation)
     if o.engine == "vllm":
         from ..engines.vllm import VLLMEngine
 
-        return VLLMEngine(cp_model_path, chat_vector_paths, tensor_parallel_size=o.tensor_parallel_size, options=o.vllm, **common)
+        return VLLMEngine(cp_model_path, chat_vector_paths, tensor_parallel_size=o.tensor_parallel_size, options=o.vllm,
+                          log=out_dir / "vllm.log", **common)
     from ..engines.hf import HFEngine
 
     return HFEngine(cp_model_path, chat_vector_paths, device=o.device, **common)
