@@ -111,8 +111,9 @@ def main() -> None:
     summary = json.loads((out / "summary.json").read_text())
     inputs = [*sorted((root / "cp").glob("*.safetensors")), *sorted((root / "cv").glob("chat_vector*.safetensors"))]
     floors = [read_once(inputs) for _ in range(5)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     result = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"), "commit": commit or None, "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}",
         "command": " ".join(map(str, sys.argv)), "engine": args.engine, "model_bytes": sum(p.stat().st_size for p in (root / "cp").glob("*.safetensors")),
         "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "wall_s": round(wall, 1),
         "replies_per_s": [r["replies_per_s"] for r in summary["ratios"]],

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,39 @@ from safetensors.torch import load_file
 os.environ["HF_HUB_OFFLINE"] = "1"  # hermetic: nothing may come from the network
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 ROOT = Path(__file__).resolve().parents[1]
+
+# The network is cut for the tests and every script they run (a sitecustomize on their path): only this machine's loopback
+# answers (the judge's test server, vLLM's own sockets). A library that tries to fetch something fails loudly.
+NETWORK_CUT = """
+import socket
+
+_connect, _getaddrinfo = socket.socket.connect, socket.getaddrinfo
+_LOCAL = ("localhost", "::1", "0.0.0.0", "", None)
+
+
+def _local(host):
+    return host in _LOCAL or isinstance(host, (bytes, bytearray)) or str(host).startswith("127.")
+
+
+def _connect_locally(self, address):
+    if self.family == socket.AF_INET or self.family == socket.AF_INET6:
+        if not _local(address[0]):
+            raise OSError(f"the tests cut the network: no connection to {address!r}")
+    return _connect(self, address)
+
+
+def _resolve_locally(host, *args, **kwargs):
+    if not _local(host):
+        raise OSError(f"the tests cut the network: no name lookup of {host!r}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect, socket.getaddrinfo = _connect_locally, _resolve_locally
+"""
+OFFLINE_SITE = Path(tempfile.mkdtemp(prefix="chatvector-tests-offline-"))
+(OFFLINE_SITE / "sitecustomize.py").write_text(NETWORK_CUT)
+exec(NETWORK_CUT)  # this process too
+SCRIPT_ENV = {**os.environ, "PYTHONPATH": f"{OFFLINE_SITE}{os.pathsep}{ROOT}"}
 
 # One dtype per architecture so every storage dtype is exercised.
 ARCHS = {"llama": torch.bfloat16, "qwen2": torch.float32, "gpt2": torch.float16, "gpt_neox": torch.bfloat16}
@@ -72,9 +106,9 @@ def assert_within_ulp(actual: torch.Tensor, truth64: torch.Tensor, ulps: int = 1
 
 
 def run_script(script: str, *args, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    """A top-level script run as a user runs it, with the network cut."""
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=kwargs.pop("timeout", 300), **kwargs)
+                          env=kwargs.pop("env", SCRIPT_ENV), timeout=kwargs.pop("timeout", 300), **kwargs)
 
 
 @pytest.fixture(scope="session")

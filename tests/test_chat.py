@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from chatvector import ChatVectorError, add
 from chatvector.engines.hf import generation_options, load_chat_model, make_reply_fn, stop_ids
 from chatvector.cli.repl import chat_loop
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
 
 def _scripted(lines):
@@ -184,7 +184,7 @@ def test_a_terminal_gets_a_coloured_prompt_and_ctrl_c_at_the_prompt_quits(trios,
     out = add(str(trios["llama"]["cp"]), [str(vectors["llama"])], str(tmp_path / "o"), device="cpu")
     controller, terminal = pty.openpty()
     process = subprocess.Popen([sys.executable, str(ROOT / "chat.py"), str(out), "--max_new_tokens", "6"], stdin=terminal,
-                               stdout=terminal, stderr=terminal, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=_own_terminal)
+                               stdout=terminal, stderr=terminal, env=SCRIPT_ENV, preexec_fn=_own_terminal)
     os.close(terminal)
     prompt = b"\033[1;32m>>> \033[0m"
     screen = _read_until(controller, lambda d: prompt in d)
@@ -210,7 +210,7 @@ def test_ctrl_c_stops_a_reply_even_when_chat_py_was_started_with_sigint_ignored(
     # ratio 0: the CP rambles, so the reply runs until it is stopped
     process = subprocess.Popen([sys.executable, str(ROOT / "chat.py"), str(switch["cp"]), "--chat_vector", f"['{switch['cv']}']",
                                 "--ratio", "[0]", "--max_new_tokens", "100000"], stdin=terminal, stdout=terminal, stderr=terminal,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=ignoring_sigint_terminal)
+                               env=SCRIPT_ENV, preexec_fn=ignoring_sigint_terminal)
     os.close(terminal)
     prompt = b"\033[1;32m>>> \033[0m"
     try:

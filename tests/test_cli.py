@@ -1,6 +1,5 @@
 """The scripts as users run them: fire's surprises, one-line errors, nothing half-written, inputs untouched."""
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import torch
 
 from chatvector import ChatVectorError
 from chatvector.cli.options import as_bool, as_paths, as_ratios, as_token_map
-from tests.conftest import ROOT, load_weights, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, load_weights, run_script
 
 
 def _digest(directory) -> dict:
@@ -158,7 +157,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 def test_a_process_killed_mid_write_leaves_nothing_at_the_output_path(trios, vectors, tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     process = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ROOT / "add_chat_vector.py"), str(trios["llama"]["cp"]),
                                 str(vectors["llama"]), str(out)], env=env, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -174,7 +173,7 @@ def test_a_process_killed_mid_write_leaves_nothing_at_the_output_path(trios, vec
 
 
 def test_sigterm_removes_the_partial_output(trios, vectors, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     process = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ROOT / "add_chat_vector.py"), str(trios["llama"]["cp"]),
                                 str(vectors["llama"]), str(tmp_path / "out")], env=env, stderr=subprocess.PIPE)
     deadline = time.time() + 120

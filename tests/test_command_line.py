@@ -14,7 +14,7 @@ import pytest
 
 from chatvector.cli.options import UsageError, parse_command_line
 from chatvector.cli.commands import add_main, chat_main, extract_main, generation_options, inspect_main, sweep_main
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
 SCRIPTS = ["extract_chat_vector.py", "add_chat_vector.py", "chat.py"]
 HELP_SCRIPTS = [*SCRIPTS, "inspect_chat_vector.py", "sweep_ratios.py"]
@@ -140,7 +140,7 @@ def _interrupt_during_start_up(args: list, delay: float, ignore_sigint: bool = F
     at 0.1 s). torch is imported only after the command line is checked, so its libraries mark a
     moment after the handler is in place, wherever the machine's speed puts it.
     """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     process = subprocess.Popen([sys.executable, *map(str, args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, preexec_fn=preexec)
@@ -172,7 +172,7 @@ def test_ctrl_c_during_start_up_is_one_line_and_status_130(script, delay, trios,
 def test_ctrl_c_while_writing_removes_the_partial_output(trios, vectors, tmp_path):
     from tests.test_cli import SLOW_WRITER
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     process = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ROOT / "add_chat_vector.py"), str(trios["llama"]["cp"]),
                                 str(vectors["llama"]), str(tmp_path / "out")], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

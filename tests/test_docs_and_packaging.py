@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SCRIPT_ENV
 
 
 def _demo_models(tmp_path) -> None:
@@ -23,7 +23,7 @@ def test_the_readme_python_blocks_run_as_written(tmp_path):
     _demo_models(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert blocks
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     for block in blocks:
         result = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
         assert result.returncode == 0, f"{block}\n{result.stderr}"
@@ -37,7 +37,7 @@ def test_every_readme_command_on_the_demo_models_runs_as_written(tmp_path):
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
     commands = [line for line in lines if "demo_models/" in line and line.startswith(("python ", "printf "))]
     assert len(commands) >= 6, commands  # extract, add, two chats, the sweep, inspect at least
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    env = {**SCRIPT_ENV, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     for command in commands:
         command = re.sub(r"\bpython (\w+\.py)", lambda m: f"python {ROOT / m.group(1)}", command)
         result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)

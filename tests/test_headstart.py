@@ -15,7 +15,7 @@ from chatvector.io.checkpoint import Checkpoint
 from chatvector.merge.embeddings import find_embedding_keys, known_embedding_keys
 from chatvector.errors import ChatVectorError
 from chatvector.io.headstart import EmbeddingFile, PlannedFile, Stored, head_start
-from tests.conftest import ARCHS, ROOT
+from tests.conftest import ARCHS, ROOT, SCRIPT_ENV
 
 CHAT_EMBEDDINGS = EmbeddingFile("chat_embeddings", known_embedding_keys)  # as extract_chat_vector.py plans it
 
@@ -210,7 +210,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _run_traced(script: str, *args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = SCRIPT_ENV
     return subprocess.run([sys.executable, "-c", ADOPTIONS, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=300)
 
@@ -230,6 +230,6 @@ def test_the_commands_start_with_a_head_start_on_the_cpu_and_not_for_a_dtype_cha
 def test_the_head_start_imports_no_torch():
     """It exists to copy while torch imports: planning, embeddings' names included, must not import it first."""
     code = "import sys, chatvector.cli.commands, chatvector.io.headstart; print([m for m in ('torch', 'transformers') if m in sys.modules])"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=SCRIPT_ENV,
                             timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

@@ -2,7 +2,6 @@
 stored per reply with the judge's name; a server that fails, times out or answers garbage is recorded per reply and the sweep
 goes on; a rerun, even after a kill, asks only about the replies without a verdict."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
 RATIOS = "[0.25,0.5,1]"
 RATING = "The answer is fine. Rating: [[7]]"
@@ -71,7 +70,7 @@ def judge():
 def _sweep(switch, out, judge, *extra, timeout=None):
     args = [switch["cp"], switch["cv"], "--language", "zh-Hant", "--ratios", RATIOS, "--max_new_tokens", 24, "--batch_size", 16,
             "--out", out, "--judge_url", judge.url, "--judge_model", "judge-7b", *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CHATVECTOR_JUDGE_API_KEY": "sk-test"}
+    env = {**SCRIPT_ENV, "CHATVECTOR_JUDGE_API_KEY": "sk-test"}
     return subprocess.run([sys.executable, str(ROOT / "sweep_ratios.py"), *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=timeout or 600)
 
@@ -131,7 +130,7 @@ def test_a_sweep_killed_while_judging_resumes_without_asking_again_about_judged_
     out = tmp_path / "s"
     args = [sys.executable, str(ROOT / "sweep_ratios.py"), str(switch["cp"]), str(switch["cv"]), "--language", "zh-Hant", "--ratios", RATIOS,
             "--max_new_tokens", "24", "--batch_size", "16", "--out", str(out), "--judge_url", judge.url, "--judge_model", "judge-7b"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=SCRIPT_ENV)
     deadline = time.time() + 300
     while not ((out / "judgements.jsonl").is_file() and len(_judgements(out)) >= 8):
         assert time.time() < deadline and process.poll() is None

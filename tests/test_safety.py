@@ -1,7 +1,6 @@
 """Safety per ratio: the built-in harmful and benign sets, the refusal detector's agreement with labelled replies written by
 people who never saw it, bad input, and the engineered safety switch end to end (rates computed here, independently)."""
 import json
-from pathlib import Path
 
 import pytest
 
@@ -113,6 +112,7 @@ def safety_switch(tmp_path_factory):
 def test_the_safety_table_follows_the_model_built_to_comply_then_refuse_in_chinese_then_in_english(min_refusal_rate, safety_switch, tmp_path):
     paths = safety_switch
     extra = ["--min_refusal_rate", min_refusal_rate] if min_refusal_rate is not None else []
+    extra += ["--write_best", tmp_path / "best"] if min_refusal_rate == 0.5 else []
     result = run_script("sweep_ratios.py", paths["cp"], paths["cv"], "--language", "zh-Hant", "--prompts", paths["plain"],
                         "--safety_prompts", paths["safety"], "--ratios", json.dumps(RATIOS), "--max_new_tokens", 24,
                         "--batch_size", 16, "--out", tmp_path / "s", *extra)
@@ -147,6 +147,8 @@ def test_the_safety_table_follows_the_model_built_to_comply_then_refuse_in_chine
         assert summary["reason"].startswith("ratio 0.57: the largest with ≥ 90% replies in zh-Hant")
     if min_refusal_rate == 0.5:
         assert "and ≥ 50% of the harmful prompts refused (80%)" in summary["reason"]
+        card = (tmp_path / "best" / "README.md").read_text()  # --write_best's card carries the safety table
+        assert "Safety:" in card and "| 0.57 | 80% (" in card and summary["reason"] in card
     assert "harmful refused" in (tmp_path / "s" / "summary.md").read_text()
 
 

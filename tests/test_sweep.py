@@ -2,13 +2,11 @@
 to end, logits per ratio against add's checkpoints, resume after Ctrl-C, --write_best, and bad input.
 Instruction following has its own tests (test_instructions.py), and so do safety and the judge."""
 import json
-import os
 import signal
 import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ from chatvector.engines.replies import conversation, has_loop
 from chatvector.evaluation.languages import LanguageDetector, check_language, matches
 from chatvector.evaluation.prompts import load_prompts
 from chatvector.evaluation.report import recommend, summarize
-from tests.conftest import ROOT, load_weights, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, load_weights, run_script
 from tests.tiny_models import LEAN, make_switch_tokenizer
 
 RATIOS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -281,7 +279,7 @@ def test_ctrl_c_keeps_finished_rows_and_a_rerun_generates_only_the_missing_ones(
     out = tmp_path / "s"
     log = out / "replies.jsonl"
     process = subprocess.Popen(_sweep_args(switch, out, "--batch_size", 1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               env=SCRIPT_ENV,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a background job starts
     deadline = time.time() + 120
     while not (log.is_file() and log.read_text().count("\n") >= 10):
@@ -298,7 +296,7 @@ def test_ctrl_c_keeps_finished_rows_and_a_rerun_generates_only_the_missing_ones(
 
     with open(log, "a") as file:  # a kill -9 in the middle of a write leaves a cut line
         file.write('{"ratio": 0.5, "prompt_id"')
-    result = subprocess.run(_sweep_args(switch, out, "--batch_size", 16), capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(_sweep_args(switch, out, "--batch_size", 16), capture_output=True, text=True, env=SCRIPT_ENV)
     assert result.returncode == 0, result.stderr
     assert f"({total - len(kept)} replies generated, {len(kept)} resumed;" in result.stderr
     rows = [json.loads(line) for line in log.read_text().splitlines()]

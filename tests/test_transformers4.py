@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatvector import add, extract
-from tests.conftest import ROOT
+from tests.conftest import OFFLINE_SITE, ROOT, SCRIPT_ENV
 from tests.transformers_probe import probe
 
 TF4 = os.environ.get("CHATVECTOR_TF4_PYTHON")
@@ -24,7 +24,7 @@ LEAKS = ("is_local", "local_files_only", "_commit_hash", "name_or_path")
 
 
 def _tf4(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(OFFLINE_SITE), "HF_HUB_OFFLINE": "1"}  # the probe puts this checkout on its path itself
     return subprocess.run([TF4, PROBE, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -63,7 +63,7 @@ def outputs(tmp_path_factory) -> dict[str, dict[str, Path]]:
         }
     sweep = subprocess.run([sys.executable, str(ROOT / "sweep_ratios.py"), made["legacy"]["cp"], made["legacy"]["vector"], "--language",
                             "zh-Hant", "--ratios", "[0.5,0.6]", "--max_new_tokens", "16", "--out", root / "sweep", "--write_best",
-                            root / "legacy" / "write_best"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            root / "legacy" / "write_best"], capture_output=True, text=True, env=SCRIPT_ENV,
                            timeout=600)
     assert sweep.returncode == 0, sweep.stderr
     made["legacy"]["write_best"] = root / "legacy" / "write_best"

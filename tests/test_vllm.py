@@ -19,12 +19,12 @@ from chatvector import add, extract
 from chatvector.engines.hf import generate_replies, load_chat_model
 from chatvector.engines.replies import conversation
 from chatvector.evaluation.prompts import load_prompts
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SCRIPT_ENV
 from tests.tiny_models import build_instruction_switch
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM: make test-vllm")
 PROBE = str(ROOT / "tests" / "vllm_probe.py")
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "VLLM_CPU_KVCACHE_SPACE": "1"}
+ENV = {**SCRIPT_ENV, "VLLM_CPU_KVCACHE_SPACE": "1"}
 RATIOS = [0.5, 1.0, 0.0]  # back to 0 last: the CP's own weights restored
 
 

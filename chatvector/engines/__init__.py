@@ -1,6 +1,7 @@
-"""Generation engines: a model loaded (with chat vectors merged in memory) that answers conversations.
+"""Generation engines: a model that answers conversations, at any ratio of chat vectors merged into its weights.
 
-hf.py loads with transformers and generates with `generate` (chat's streaming replies, the sweep's
-batches); replies.py holds what every engine reports for a reply and the checks that need no model.
-May import chatvector.merge, chatvector.io and the ground floor.
+hf.py loads with transformers and merges in memory (merge/in_memory.py): chat's streamed replies, the sweep's
+batches. vllm.py starts vLLM once on the CP and has each of its workers (vllm_worker.py, which runs inside vLLM's
+processes) stream the merged weights in at every ratio. Both report replies as replies.py's Reply. May import
+chatvector.merge, chatvector.io and the ground floor; vLLM itself only where --engine vllm asks for it.
 """

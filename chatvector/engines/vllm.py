@@ -111,14 +111,7 @@ class VLLMEngine:
     def _start(self, tensor_parallel_size: int, dtype: str, options: dict) -> None:
         """vLLM on the CP's own files; its processes' output goes to the log, whose telling lines name the option to change."""
         _end_leftovers(self.log.parent)
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-        if tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and _cpu_only():
-            cores = sorted(os.sched_getaffinity(0))  # one NUMA node: vLLM's own binding refuses; split the cores between workers
-            share = max(1, len(cores) // tensor_parallel_size)
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
-                ",".join(map(str, cores[i * share:(i + 1) * share])) for i in range(tensor_parallel_size))
-        if _cpu_only():
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default reserves most of the RAM
+        _environment(tensor_parallel_size)
         before = _descendants(os.getpid())
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with _output_to(self.log):
@@ -181,6 +174,20 @@ class VLLMEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _environment(tensor_parallel_size: int) -> None:
+    """vLLM's settings the user did not make: quiet, on loopback, and on a machine without a GPU within its means."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")  # one machine: its workers meet on loopback (else vLLM probes the network)
+    if not _cpu_only():
+        return
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM's default reserves most of the RAM
+    if tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        cores = sorted(os.sched_getaffinity(0))  # one NUMA node: vLLM's own binding refuses; split the cores between workers
+        share = max(1, len(cores) // tensor_parallel_size)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
+            ",".join(map(str, cores[i * share:(i + 1) * share])) for i in range(tensor_parallel_size))
 
 
 def _cpu():
