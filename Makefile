@@ -55,7 +55,7 @@ test-vllm: vllm-env
 bench: install
 	$(PYTHON) bench/bench.py
 
-# the paper's effect at laptop scale: trains tiny models on CPU (cached in reproduce/cache), about 10 minutes
+# the paper's effect at laptop scale: trains tiny models on CPU (cached in reproduce/cache), about 13 minutes
 reproduce: install
 	$(PYTHON) -m reproduce
 

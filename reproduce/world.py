@@ -1,8 +1,11 @@
 """A synthetic two-language world, tiny Llama models trained in it, and a greedy evaluation.
 
-Languages A and B share one structure (the same items, tasks and sentence forms) but no surface token:
-item 7 is `a07` in A and `b07` in B, "reverse" is `ar` in A and `br` in B. Plain text states tasks
-("ar a03 a07 ai a07 a03 a."); chat data asks them in a chat template and answers in the same language.
+Languages A (English words) and B (Traditional Chinese words) share one structure: the same 24 items, the same five
+tasks and the same sentence forms. Item 7 is `dog` in A and `狗` in B, "reverse" is `reverse` and `反轉`. Plain text
+states tasks ("reverse apple dog is dog apple ."); chat data asks them in a chat template and answers in the same
+language. A `Variant` says what else the pre-training text holds: statements followed by their translation (aligned),
+statements whose words switch language (code-switched), marks both languages write alike (shared), and how much A the
+CP's text keeps.
 """
 import random
 from dataclasses import dataclass
@@ -10,22 +13,53 @@ from pathlib import Path
 
 import torch
 
-ITEMS = 24
+LANGUAGES = ("a", "b")
 TASKS = ("copy", "reverse", "last", "count", "sort")
+ITEMS = {"a": "apple banana cherry grape lemon mango orange peach pear melon dog cat horse bird fish cow sheep tiger book chair "
+              "door car boat bell".split(),
+         "b": "蘋果 香蕉 櫻桃 葡萄 檸檬 芒果 橘子 桃子 梨子 甜瓜 狗 貓 馬 鳥 魚 牛 羊 老虎 書 椅子 門 車 船 鐘".split()}
+NUMBERS = {"a": "one two three four five six seven".split(), "b": "一 二 三 四 五 六 七".split()}
+TASK_WORDS = {"a": dict(zip(TASKS, TASKS)), "b": dict(zip(TASKS, "複製 反轉 最後 數量 排序".split()))}
+MARKS = {"a": ("is", "."), "b": ("是", "。")}  # what separates a task from its answer, and ends a statement
+SHARED_MARKS = ("=", ".")  # the same in both languages, as digits and punctuation are in real text
+BARE = 0.25  # share of plain-text statements that only list items (text in general, not tasks)
 SPECIAL = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "<|end|>"]
 TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
             "{% if add_generation_prompt %}<|assistant|> {% endif %}")
 
 
 def words(lang: str) -> list[str]:
-    """lang's surface tokens: items, number words, task words, `is` and the full stop."""
-    x = lang.lower()
-    return [*(f"{x}{i:02d}" for i in range(ITEMS)), *(f"{x}#{n}" for n in range(1, 8)), *(f"{x}{t[0]}" for t in TASKS), f"{x}i", f"{x}."]
+    """lang's own surface tokens: items, number words, task words and its marks."""
+    return [*ITEMS[lang], *NUMBERS[lang], *TASK_WORDS[lang].values(), *MARKS[lang]]
 
 
-VOCAB = [*SPECIAL, *words("a"), *words("b")]
+VOCAB = [*SPECIAL, *words("a"), *words("b"), SHARED_MARKS[0]]  # "." is A's full stop and the shared one
 ID = {token: i for i, token in enumerate(VOCAB)}
-LANG_OF = {ID[t]: lang for lang in "ab" for t in words(lang)}
+LANG_OF = {ID[t]: lang for lang in LANGUAGES for t in words(lang) if t not in SHARED_MARKS}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One configuration of the world and its training: each field is an ingredient of the ablation."""
+    name: str
+    aligned: float = 0.0  # share of pre-training documents that are a statement followed by the same in the other language
+    switched: float = 0.0  # share of pre-training statements whose words each take a random language (code-switching)
+    shared_marks: bool = False  # "=" and "." instead of is/是 and ./。
+    b_share: float = 0.1  # share of monolingual pre-training statements in B
+    cp_keeps_a: float = 0.0  # share of A in the CP's continued pre-training, as real CP data keeps some English
+
+
+VARIANTS = {v.name: v for v in (  # the ablation of issue #28; each is `python -m reproduce --variant NAME`
+    Variant("disjoint"),  # no text shared between the languages, no token shared: the world before issue #28
+    Variant("shared", shared_marks=True),
+    Variant("aligned", aligned=0.3),
+    Variant("aligned-shared", aligned=0.3, shared_marks=True),  # the skill transfers at one seed in three
+    Variant("switched", switched=0.3),
+    Variant("switched-shared", switched=0.3, shared_marks=True),
+    Variant("aligned-switched-shared", aligned=0.3, switched=0.3, shared_marks=True),  # the default: the skill transfers
+    Variant("switched-shared-cp-keeps-a", switched=0.3, shared_marks=True, cp_keeps_a=0.3),
+)}
+DEFAULT = "aligned-switched-shared"
 
 
 @dataclass(frozen=True)
@@ -34,36 +68,45 @@ class Task:
     items: tuple[int, ...]
 
     def answer(self) -> list:
-        """The answer as items (ints) or a number word (('#', n))."""
+        """The answer as item positions in `items` (ints) or a number word (('#', n))."""
+        order = range(len(self.items))
         if self.name == "copy":
-            return list(self.items)
+            return list(order)
         if self.name == "reverse":
-            return list(reversed(self.items))
+            return list(reversed(order))
         if self.name == "last":
-            return [self.items[-1]]
+            return [len(self.items) - 1]
         if self.name == "sort":
-            return sorted(self.items)
+            return sorted(order, key=lambda p: self.items[p])
         return [("#", len(self.items))]
 
+    def statement(self, langs: str) -> tuple[list[str], list[str]]:
+        """(instruction, reply): `langs` gives the language of the task word, then of each item; the answer's items keep
+        their item's language, a number word takes the task word's."""
+        task_lang, item_langs = langs[0], langs[1:]
+        item = [ITEMS[lang][i] for lang, i in zip(item_langs, self.items)]
+        reply = [NUMBERS[task_lang][a[1] - 1] if isinstance(a, tuple) else item[a] for a in self.answer()]
+        return [TASK_WORDS[task_lang][self.name], *item], reply
+
     def instruction(self, lang: str) -> list[str]:
-        return [f"{lang}{self.name[0]}", *(f"{lang}{i:02d}" for i in self.items)]
+        return self.statement(lang * (1 + len(self.items)))[0]
 
     def reply(self, lang: str) -> list[str]:
-        return [f"{lang}#{a[1]}" if isinstance(a, tuple) else f"{lang}{a:02d}" for a in self.answer()]
+        return self.statement(lang * (1 + len(self.items)))[1]
 
 
 def random_task(rng: random.Random) -> Task:
-    return Task(rng.choice(TASKS), tuple(rng.sample(range(ITEMS), rng.randint(2, 5))))
+    return Task(rng.choice(TASKS), tuple(rng.sample(range(len(ITEMS["a"])), rng.randint(2, 5))))
 
 
 def held_out(count: int, seed: int) -> list[Task]:
-    """Evaluation tasks: item tuples of a hash class that training never samples (see `trainable`)."""
-    rng, tasks = random.Random(seed), []
+    """Distinct evaluation tasks: item tuples of a hash class that training never samples (see `trainable`)."""
+    rng, tasks = random.Random(seed), {}
     while len(tasks) < count:
         task = random_task(rng)
         if not trainable(task):
-            tasks.append(task)
-    return tasks
+            tasks.setdefault(task, None)
+    return list(tasks)
 
 
 def trainable(task: Task) -> bool:
@@ -71,12 +114,31 @@ def trainable(task: Task) -> bool:
     return sum((i + 1) * v for i, v in enumerate(task.items)) % 5 != 0
 
 
-def plain_text(lang: str, rng: random.Random) -> list[str]:
-    """One plain-text statement: the task written out, or a bare list of items (text in general)."""
+def sentence(task: Task, langs: str, variant: Variant, bare: bool) -> list[str]:
+    """One plain-text statement in `langs` (see Task.statement): the task written out, or (bare) just its items."""
+    separator, stop = SHARED_MARKS if variant.shared_marks else MARKS[langs[0]]
+    instruction, reply = task.statement(langs)
+    return [*instruction[1:], stop] if bare else [*instruction, separator, *reply, stop]
+
+
+def plain_text(lang: str, rng: random.Random, variant: Variant) -> list[str]:
+    """One monolingual plain-text document."""
     task = _train_task(rng)
-    if rng.random() < 0.25:
-        return ["<s>", *(f"{lang}{i:02d}" for i in task.items), f"{lang}.", "</s>"]
-    return ["<s>", *task.instruction(lang), f"{lang}i", *task.reply(lang), f"{lang}.", "</s>"]
+    return ["<s>", *sentence(task, lang * (1 + len(task.items)), variant, rng.random() < BARE), "</s>"]
+
+
+def pretraining_text(rng: random.Random, variant: Variant) -> list[str]:
+    """One document of the base's pre-training: aligned, code-switched or monolingual (A dominates, as English does)."""
+    draw = rng.random()
+    if draw < variant.aligned:
+        task, first, bare = _train_task(rng), rng.choice(LANGUAGES), rng.random() < BARE
+        pair = [sentence(task, lang * (1 + len(task.items)), variant, bare) for lang in (first, "b" if first == "a" else "a")]
+        return ["<s>", *pair[0], *pair[1], "</s>"]
+    if draw < variant.aligned + variant.switched:
+        task = _train_task(rng)
+        langs = "".join(rng.choice(LANGUAGES) for _ in range(1 + len(task.items)))
+        return ["<s>", *sentence(task, langs, variant, rng.random() < BARE), "</s>"]
+    return plain_text("b" if rng.random() < variant.b_share else "a", rng, variant)
 
 
 def chat_example(lang: str, rng: random.Random) -> tuple[list[str], int]:
@@ -163,7 +225,7 @@ def save(model, path: Path, chat: bool) -> None:
 @torch.no_grad()
 def evaluate(model, tasks: list[Task], lang: str, max_new_tokens: int = 12) -> dict:
     """Greedy replies to `tasks` asked in `lang`: task success (exact answer in lang, then end of turn), the share of
-    replies written in lang (most of their language tokens), and the end-of-turn rate."""
+    replies written in lang (most of their language tokens), the end-of-turn rate, and the replies themselves."""
     end, stop = ID["<|end|>"], {ID["<|end|>"], ID["</s>"]}
     prompts = [chat_prompt(task, lang) for task in tasks]
     width = max(map(len, prompts))
@@ -172,12 +234,14 @@ def evaluate(model, tasks: list[Task], lang: str, max_new_tokens: int = 12) -> d
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                          eos_token_id=sorted(stop), pad_token_id=ID["<pad>"])[:, width:].tolist()
     success = in_lang = ended = 0
+    replies = []
     for task, row in zip(tasks, out):
         cut = next((i for i, t in enumerate(row) if t in stop), None)
         reply = row if cut is None else row[:cut]
+        replies.append(" ".join(VOCAB[t] for t in reply))
         ended += cut is not None and row[cut] == end
         langs = [LANG_OF[t] for t in reply if t in LANG_OF]
         in_lang += bool(langs) and langs.count(lang) > len(langs) / 2
         success += cut is not None and row[cut] == end and reply == [ID[t] for t in task.reply(lang)]
     n = len(tasks)
-    return {"success": success / n, "in_language": in_lang / n, "ended_turn": ended / n}
+    return {"success": success / n, "in_language": in_lang / n, "ended_turn": ended / n, "replies": replies}
