@@ -26,10 +26,13 @@ def ifeval_rows(tasks: list[world.Task]) -> list[dict]:
 
 
 def picked(rates: dict[float, tuple[float, float]], min_language_rate: float = MIN_LANGUAGE_RATE) -> float | None:
-    """The sweep's rule on {ratio: (language rate, score)}: among ratios in the language often enough, the best score,
-    ties to the larger ratio; None if no ratio qualifies."""
-    qualifying = [(score, ratio) for ratio, (language, score) in rates.items() if language >= min_language_rate]
-    return max(qualifying)[1] if qualifying else None
+    """The sweep's own rule (`recommend`) on {ratio: (language rate, task success)}: among ratios in the language often
+    enough, the best score, ties to the larger ratio; None if no ratio qualifies."""
+    from chatvector.evaluation.report import recommend
+
+    table = [{"ratio": ratio, "target_language_rate": language, "ended_turn_rate": 1.0,
+              "instructions": {"instruction_loose": {"rate": score}}} for ratio, (language, score) in rates.items()]
+    return recommend(table, LANGUAGE, min_language_rate)[0]
 
 
 def run(cp: Path, vector: Path, tasks: list[world.Task], ratios: list[float], table: list[dict], out: Path, log) -> dict:
