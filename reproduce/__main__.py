@@ -62,7 +62,8 @@ def trained(cache: Path, name: str, recipe: dict, start: Path | None, data, step
 def train_models(cache: Path, variant: world.Variant, s: dict, seed: int) -> dict[str, Path]:
     """base, chat, CP and CP→FT, each trained unless its recipe is cached."""
     batch, v = s["batch"], variant
-    base_recipe = {"base": {k: getattr(v, k) for k in PRETRAINING}, "steps": s["base_steps"], "batch": batch, "seed": seed}
+    base_recipe = {"base": {k: getattr(v, k) for k in PRETRAINING}, "steps": s["base_steps"], "batch": batch, "seed": seed,
+                   "threads": torch.get_num_threads()}  # the thread count changes the rounding, and here the outcome
     chat_recipe = {**base_recipe, "chat": s["chat_steps"]}
     cp_recipe = {**base_recipe, "cp": s["cp_steps"], "cp_keeps_a": v.cp_keeps_a}
     ft_recipe = {**cp_recipe, "ft": s["ft_steps"], "ft_examples": s["ft_examples"]}
